@@ -1,0 +1,16 @@
+//! crimux's own vocabulary: ids, platforms, images, errors and the traits every backend
+//! implements.
+//!
+//! Architecture Invariant: this crate knows nothing of CRI protos, containerd or HTTP. The
+//! server adapter translates CRI messages into these types; backends translate them into
+//! their daemon's API.
+
+pub mod backend;
+pub mod error;
+pub mod image;
+pub mod platform;
+
+pub use backend::{Backend, BackendInfo, BackendRole, ImageBackend};
+pub use error::{Error, OsNotSupported, Result};
+pub use image::{Credentials, FsUsage, Image, ImageId, PullImage};
+pub use platform::{OsKind, Platform};
