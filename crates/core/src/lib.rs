@@ -6,11 +6,15 @@
 //! their daemon's API.
 
 pub mod backend;
+pub mod container;
 pub mod error;
+pub mod ids;
 pub mod image;
 pub mod platform;
+pub mod sandbox;
 
 pub use backend::{Backend, BackendInfo, BackendRole, ImageBackend};
 pub use error::{Error, OsNotSupported, Result};
+pub use ids::{ContainerId, PodSandboxId};
 pub use image::{Credentials, FsUsage, Image, ImageId, PullImage};
 pub use platform::{OsKind, Platform};
