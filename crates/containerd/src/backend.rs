@@ -1,0 +1,244 @@
+//! `ContainerdBackend`: connecting to one containerd daemon and serving crimux's backend
+//! traits from it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use containerd_client::services::v1::{CreateNamespaceRequest, Namespace, Plugin, PluginsRequest};
+use crimux_core::platform::oci_arch;
+use crimux_core::{
+    Backend, BackendInfo, Error, FsUsage, Image, ImageBackend, ImageId, Platform, PullImage, Result,
+};
+use crimux_registry::Registry;
+
+use crate::client::{is_already_exists, Daemon};
+use crate::images::{self, Details};
+use crate::singleflight::SingleFlight;
+use crate::{connect, pull, ContainerdConfig};
+
+/// How long connecting may take before the daemon counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The state the backend's operations share; held in an `Arc` so pulls can run in their
+/// own tasks.
+pub struct Inner {
+    pub name: String,
+    pub daemon: Daemon,
+    pub registry: Registry,
+    pub platform: Platform,
+    pub snapshotter: String,
+    /// The snapshotter's root directory on the daemon's host, for ImageFsInfo.
+    pub snapshotter_root: String,
+    pub pulls: SingleFlight<ImageId>,
+    pub blobs: SingleFlight<()>,
+    details: Mutex<HashMap<String, Arc<Details>>>,
+}
+
+impl Inner {
+    pub fn details_cache(&self) -> MutexGuard<'_, HashMap<String, Arc<Details>>> {
+        self.details.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One containerd daemon as a crimux backend.
+pub struct ContainerdBackend {
+    inner: Arc<Inner>,
+    info: BackendInfo,
+}
+
+impl ContainerdBackend {
+    /// Connects, checks the daemon answers, discovers its platform (unless configured) and
+    /// makes sure the namespace exists.
+    pub async fn connect(
+        config: ContainerdConfig,
+        registry: Registry,
+    ) -> Result<Arc<ContainerdBackend>> {
+        let channel = connect::channel(&config.address, config.tls.as_ref(), config.insecure)?;
+        let daemon = Daemon::new(channel, &config.namespace)?;
+        let unreachable = |why: String| {
+            Error::Unavailable(format!(
+                "containerd backend {} at {} is unreachable: {why}",
+                config.name, config.address
+            ))
+        };
+
+        let version = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            daemon.version().version(daemon.request((), None)),
+        )
+        .await
+        .map_err(|_| unreachable(format!("no answer within {CONNECT_TIMEOUT:?}")))?
+        .map_err(|s| match s.code() {
+            tonic::Code::Unavailable | tonic::Code::Unknown => unreachable(s.message().to_string()),
+            _ => Error::backend(format!("containerd {} version", config.address), s),
+        })?
+        .into_inner();
+
+        let plugins = daemon
+            .introspection()
+            .plugins(daemon.request(
+                PluginsRequest {
+                    filters: Vec::new(),
+                },
+                None,
+            ))
+            .await
+            .map_err(|s| Error::backend(format!("containerd {} plugins", config.address), s))?
+            .into_inner()
+            .plugins;
+        let mut platform =
+            discover_platform(&plugins, &config.snapshotter).unwrap_or_else(Platform::host);
+        if let Some(os) = &config.os {
+            platform.os = os.clone();
+        }
+        if let Some(arch) = &config.arch {
+            platform.architecture = oci_arch(arch);
+            platform.variant = None;
+        }
+        let snapshotter_root = plugins
+            .iter()
+            .find(|p| p.r#type == SNAPSHOTTER_PLUGIN && p.id == config.snapshotter)
+            .and_then(|p| p.exports.get("root").cloned())
+            .unwrap_or_default();
+
+        ensure_namespace(&daemon, &config.namespace).await?;
+        tracing::info!(
+            backend = %config.name, address = %config.address, version = %version.version,
+            %platform, namespace = %config.namespace, "connected to containerd"
+        );
+
+        let info = BackendInfo {
+            name: config.name.clone(),
+            role: config.role,
+            platform: platform.clone(),
+            runtime_handlers: config.runtime_handlers.clone(),
+        };
+        let inner = Arc::new(Inner {
+            name: config.name,
+            daemon,
+            registry,
+            platform,
+            snapshotter: config.snapshotter,
+            snapshotter_root,
+            pulls: SingleFlight::default(),
+            blobs: SingleFlight::default(),
+            details: Mutex::default(),
+        });
+        Ok(Arc::new(ContainerdBackend { inner, info }))
+    }
+}
+
+const SNAPSHOTTER_PLUGIN: &str = "io.containerd.snapshotter.v1";
+const RUNTIME_PLUGIN: &str = "io.containerd.runtime.v2";
+
+/// The daemon's platform, as its plugins report it: the task runtime first (it is what runs
+/// containers), then the configured snapshotter, then any plugin naming one.
+pub fn discover_platform(plugins: &[Plugin], snapshotter: &str) -> Option<Platform> {
+    let usable = |p: &&Plugin| p.init_err.is_none() && !p.platforms.is_empty();
+    let runtime = plugins
+        .iter()
+        .filter(usable)
+        .find(|p| p.r#type == RUNTIME_PLUGIN || p.r#type.starts_with("io.containerd.runtime.v2"));
+    let snapshots = || {
+        plugins
+            .iter()
+            .filter(usable)
+            .find(|p| p.r#type == SNAPSHOTTER_PLUGIN && p.id == snapshotter)
+    };
+    let any = || plugins.iter().find(usable);
+    let chosen = runtime.or_else(snapshots).or_else(any)?;
+    let p = chosen.platforms.first()?;
+    Some(Platform {
+        os: p.os.to_ascii_lowercase(),
+        architecture: oci_arch(&p.architecture),
+        variant: Some(p.variant.clone()).filter(|v| !v.is_empty()),
+    })
+}
+
+async fn ensure_namespace(daemon: &Daemon, namespace: &str) -> Result<()> {
+    let request = daemon.request(
+        CreateNamespaceRequest {
+            namespace: Some(Namespace {
+                name: namespace.to_string(),
+                labels: HashMap::new(),
+            }),
+        },
+        None,
+    );
+    match daemon.namespaces().create(request).await {
+        Ok(_) => Ok(()),
+        Err(status) if is_already_exists(&status) => Ok(()),
+        Err(status) => Err(Error::backend(
+            format!("creating namespace {namespace}"),
+            status,
+        )),
+    }
+}
+
+#[async_trait]
+impl ImageBackend for ContainerdBackend {
+    #[tracing::instrument(skip(self), fields(backend = %self.info.name, image = %request.reference))]
+    async fn pull_image(&self, request: &PullImage) -> Result<ImageId> {
+        pull::pull(&self.inner, request).await
+    }
+
+    #[tracing::instrument(skip(self), fields(backend = %self.info.name))]
+    async fn image_status(&self, image: &str) -> Result<Option<Image>> {
+        images::status(&self.inner, image).await
+    }
+
+    #[tracing::instrument(skip(self), fields(backend = %self.info.name))]
+    async fn list_images(&self) -> Result<Vec<Image>> {
+        images::list(&self.inner).await
+    }
+
+    #[tracing::instrument(skip(self), fields(backend = %self.info.name))]
+    async fn remove_image(&self, image: &str) -> Result<()> {
+        images::remove(&self.inner, image).await
+    }
+
+    #[tracing::instrument(skip(self), fields(backend = %self.info.name))]
+    async fn image_fs_info(&self) -> Result<Vec<FsUsage>> {
+        images::fs_info(&self.inner).await
+    }
+}
+
+impl Backend for ContainerdBackend {
+    fn info(&self) -> &BackendInfo {
+        &self.info
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use containerd_client::types::Platform as Wire;
+
+    fn plugin(kind: &str, id: &str, os: &str, arch: &str) -> Plugin {
+        Plugin {
+            r#type: kind.into(),
+            id: id.into(),
+            platforms: vec![Wire {
+                os: os.into(),
+                architecture: arch.into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn platform_comes_from_the_runtime_first() {
+        let plugins = [
+            plugin(SNAPSHOTTER_PLUGIN, "overlayfs", "linux", "arm64"),
+            plugin("io.containerd.runtime.v2", "task", "windows", "x86_64"),
+        ];
+        let p = discover_platform(&plugins, "overlayfs").expect("platform");
+        assert_eq!(p, Platform::new("windows", "amd64"));
+        let p = discover_platform(&plugins[..1], "overlayfs").expect("platform");
+        assert_eq!(p, Platform::new("linux", "arm64"));
+        assert_eq!(discover_platform(&[], "overlayfs"), None);
+    }
+}
