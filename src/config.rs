@@ -1,0 +1,342 @@
+//! The crimux config file (TOML) and its validation.
+//!
+//! Every table denies unknown keys, so a typo is an error naming the key rather than a
+//! setting silently ignored. Parsing and validation are pure: tests feed strings and
+//! never touch the machine.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crimux_core::{BackendRole, OsKind};
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/crimux/config.toml";
+pub const DEFAULT_LISTEN: &str = "/run/crimux/crimux.sock";
+pub const DEFAULT_ROOT: &str = "/var/lib/crimux";
+pub const DEFAULT_SANDBOX_IMAGE: &str = "registry.k8s.io/pause:3.10";
+pub const DEFAULT_REGISTRY_CONFIG_PATH: &str = "/etc/crimux/certs.d";
+pub const DEFAULT_CONTAINERD_ADDRESS: &str = "unix:///run/containerd/containerd.sock";
+pub const DEFAULT_NAMESPACE: &str = "k8s.io";
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where kubelet reaches crimux: a unix socket path (`unix://` prefix allowed).
+    pub listen: String,
+    /// crimux's own state directory.
+    pub root: PathBuf,
+    pub sandbox_image: String,
+    pub registry: RegistryConfig,
+    #[serde(rename = "backend")]
+    pub backends: Vec<BackendConfig>,
+    pub cni: CniConfig,
+    pub streaming: StreamingConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// containerd-style `hosts.toml` tree; a missing directory means no mirrors.
+    pub config_path: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    pub name: String,
+    pub address: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Unset means primary when it is the only backend, delegate otherwise.
+    #[serde(default)]
+    pub role: Option<BackendRole>,
+    #[serde(default)]
+    pub os: Option<String>,
+    #[serde(default)]
+    pub arch: Option<String>,
+    #[serde(default)]
+    pub snapshotter: Option<String>,
+    #[serde(default)]
+    pub insecure: bool,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    #[serde(default)]
+    pub runtime_handlers: Vec<RuntimeHandlerConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeHandlerConfig {
+    pub name: String,
+    /// containerd runtime type (`io.containerd.runc.v2`, ...); used when pods arrive.
+    #[serde(default)]
+    pub runtime_type: String,
+    #[serde(default)]
+    pub options: toml::Table,
+}
+
+/// Accepted now, used when pod networking arrives.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CniConfig {
+    pub conf_dir: PathBuf,
+    pub bin_dirs: Vec<PathBuf>,
+}
+
+/// Accepted now, used when exec/attach/port-forward arrive.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamingConfig {
+    pub address: String,
+    pub port: u16,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+fn default_namespace() -> String {
+    DEFAULT_NAMESPACE.to_string()
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.into(),
+            root: DEFAULT_ROOT.into(),
+            sandbox_image: DEFAULT_SANDBOX_IMAGE.into(),
+            registry: RegistryConfig::default(),
+            backends: vec![BackendConfig {
+                name: "default".into(),
+                address: DEFAULT_CONTAINERD_ADDRESS.into(),
+                namespace: default_namespace(),
+                role: None,
+                os: None,
+                arch: None,
+                snapshotter: None,
+                insecure: false,
+                tls: None,
+                runtime_handlers: Vec::new(),
+            }],
+            cni: CniConfig::default(),
+            streaming: StreamingConfig::default(),
+        }
+    }
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            config_path: DEFAULT_REGISTRY_CONFIG_PATH.into(),
+        }
+    }
+}
+
+impl Default for CniConfig {
+    fn default() -> Self {
+        CniConfig {
+            conf_dir: "/etc/cni/net.d".into(),
+            bin_dirs: vec!["/opt/cni/bin".into()],
+        }
+    }
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        StreamingConfig {
+            address: "127.0.0.1".into(),
+            port: 0,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+/// A config problem, phrased for one line of stderr.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Parses and validates a config file's text. `windows` says which platform's rules
+    /// apply (named pipes are Windows-only).
+    pub fn parse(text: &str, windows: bool) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError(toml_error(text, &e)))?;
+        config.validate(windows)?;
+        Ok(config)
+    }
+
+    /// Reads `path`. A missing file is an error unless `optional` (the default path).
+    pub fn load(path: &Path, optional: bool) -> Result<Config, ConfigError> {
+        let in_file = |msg: String| ConfigError(format!("config {}: {msg}", path.display()));
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Config::default());
+            }
+            Err(e) => return Err(in_file(format!("cannot read: {e}"))),
+        };
+        Config::parse(&text, cfg!(windows)).map_err(|e| in_file(e.0))
+    }
+
+    /// The role each backend plays, defaults applied.
+    pub fn role_of(&self, backend: &BackendConfig) -> BackendRole {
+        match backend.role {
+            Some(role) => role,
+            None if self.backends.len() == 1 => BackendRole::Primary,
+            None => BackendRole::Delegate,
+        }
+    }
+
+    pub fn validate(&self, windows: bool) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
+        if self.listen.trim().is_empty() {
+            return err("listen: must name a socket path".into());
+        }
+        if self.root.as_os_str().is_empty() {
+            return err("root: must name a directory".into());
+        }
+        if self.backends.is_empty() {
+            return err("backend: at least one [[backend]] is required".into());
+        }
+        let mut names: Vec<&str> = Vec::new();
+        let mut handlers: Vec<(&str, &str)> = Vec::new();
+        for b in &self.backends {
+            let at = format!("backend {:?}", b.name);
+            if b.name.trim().is_empty() {
+                return err("backend: name must not be empty".into());
+            }
+            if names.contains(&b.name.as_str()) {
+                return err(format!("{at}: name is used by two [[backend]] tables"));
+            }
+            names.push(&b.name);
+            if b.namespace.trim().is_empty() {
+                return err(format!("{at}: namespace must not be empty"));
+            }
+            check_address(b, windows).map_err(|m| ConfigError(format!("{at}: {m}")))?;
+            if let Some(os) = &b.os {
+                if let Err(e) = os.parse::<OsKind>() {
+                    return err(format!("{at}: os: {e}"));
+                }
+            }
+            if b.arch.as_deref().is_some_and(|a| a.trim().is_empty()) {
+                return err(format!("{at}: arch must not be empty"));
+            }
+            if b.snapshotter
+                .as_deref()
+                .is_some_and(|s| s.trim().is_empty())
+            {
+                return err(format!("{at}: snapshotter must not be empty"));
+            }
+            for h in &b.runtime_handlers {
+                if h.name.trim().is_empty() {
+                    return err(format!("{at}: runtime_handlers: name must not be empty"));
+                }
+                if let Some((other, _)) = handlers.iter().find(|(_, n)| *n == h.name) {
+                    return err(format!(
+                        "{at}: runtime handler {:?} is already served by backend {other:?}",
+                        h.name
+                    ));
+                }
+                handlers.push((&b.name, &h.name));
+            }
+        }
+        let primaries: Vec<&str> = self
+            .backends
+            .iter()
+            .filter(|b| self.role_of(b) == BackendRole::Primary)
+            .map(|b| b.name.as_str())
+            .collect();
+        if primaries.len() != 1 {
+            return err(format!(
+                "backend: exactly one backend must have role = \"primary\", found {} ({})",
+                primaries.len(),
+                primaries.join(", ")
+            ));
+        }
+        if self.streaming.tls_cert.is_some() != self.streaming.tls_key.is_some() {
+            return err("streaming: tls_cert and tls_key must be set together".into());
+        }
+        Ok(())
+    }
+}
+
+/// Checks a backend's address: scheme, and that TCP is either TLS or loopback with
+/// `insecure = true` (the containerd API is root on the node).
+fn check_address(b: &BackendConfig, windows: bool) -> Result<(), String> {
+    let address = b.address.trim();
+    let bad = |why: &str| Err(format!("address {address:?}: {why}"));
+    if let Some(path) = address.strip_prefix("unix://") {
+        if path.is_empty() {
+            return bad("empty socket path");
+        }
+        return Ok(());
+    }
+    if let Some(path) = address.strip_prefix("npipe://") {
+        if !windows {
+            return bad("npipe:// addresses are only for Windows");
+        }
+        if path.is_empty() {
+            return bad("empty pipe name");
+        }
+        return Ok(());
+    }
+    let Some(rest) = address.strip_prefix("tcp://") else {
+        return bad("scheme must be unix://, tcp:// or npipe://");
+    };
+    let Some((host, port)) = rest.trim_end_matches('/').rsplit_once(':') else {
+        return bad("tcp:// needs host:port");
+    };
+    if port.parse::<u16>().is_err() {
+        return bad("invalid port");
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return bad("tcp:// needs a host");
+    }
+    if b.tls.is_some() {
+        return Ok(());
+    }
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    match (b.insecure, loopback) {
+        (true, true) => Ok(()),
+        (true, false) => {
+            bad("insecure = true is allowed only for a loopback address; set [backend.tls]")
+        }
+        (false, _) => bad("tcp:// needs [backend.tls] (or insecure = true on a loopback address)"),
+    }
+}
+
+/// One line from a TOML error: its message and the line it points at.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            format!("{message} at line {line}")
+        }
+        None => message,
+    }
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

@@ -1,0 +1,121 @@
+//! `crimux serve`: wire config → registry → backends → dispatcher → CRI server, serve
+//! until SIGTERM/SIGINT.
+//!
+//! Startup problems are the operator's to fix (bad config, containerd down, socket in
+//! use): they end the process with exit code 2 and one line naming the culprit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+
+use crimux_containerd::{ContainerdBackend, ContainerdConfig, TlsConfig, DEFAULT_SNAPSHOTTER};
+use crimux_core::Backend;
+use crimux_cri::CriServer;
+use crimux_dispatch::Dispatcher;
+use crimux_registry::Registry;
+
+use crate::config::{BackendConfig, Config};
+use crate::platform::{self, CriListener};
+
+/// Upper bound on reaching one containerd at start, beyond the backend's own timeouts.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Why serving ended badly, and with which exit code.
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+fn startup(error: anyhow::Error) -> Failure {
+    Failure { code: 2, error }
+}
+
+pub async fn run(config: Config) -> Result<(), Failure> {
+    let shutdown = platform::shutdown_signal()
+        .context("cannot watch stop signals")
+        .map_err(startup)?;
+    platform::create_private_dir(&config.root)
+        .with_context(|| format!("root: cannot create {}", config.root.display()))
+        .map_err(startup)?;
+
+    let registry = Registry::new(Some(&config.registry.config_path))
+        .map_err(|e| {
+            anyhow!(
+                "registry: config_path {}: {e}",
+                config.registry.config_path.display()
+            )
+        })
+        .map_err(startup)?;
+
+    // Claim the socket first: a second crimux must stop before touching containerd.
+    let listener = CriListener::bind(&config.listen).map_err(startup)?;
+
+    let mut backends: Vec<Arc<dyn Backend>> = Vec::with_capacity(config.backends.len());
+    for b in &config.backends {
+        let backend = connect(&config, b, registry.clone())
+            .await
+            .map_err(startup)?;
+        backends.push(backend);
+    }
+    let dispatcher = Dispatcher::new(backends)
+        .map_err(|e| anyhow!("backend: {e}"))
+        .map_err(startup)?;
+    let server = CriServer::new(Arc::new(dispatcher));
+
+    listener
+        .serve(server, shutdown)
+        .await
+        .map_err(|error| Failure { code: 1, error })?;
+    tracing::info!("crimux stopped");
+    Ok(())
+}
+
+async fn connect(
+    config: &Config,
+    b: &BackendConfig,
+    registry: Registry,
+) -> anyhow::Result<Arc<dyn Backend>> {
+    let containerd = ContainerdConfig {
+        name: b.name.clone(),
+        address: b.address.clone(),
+        namespace: b.namespace.clone(),
+        role: config.role_of(b),
+        os: b.os.clone(),
+        arch: b.arch.clone(),
+        runtime_handlers: b.runtime_handlers.iter().map(|h| h.name.clone()).collect(),
+        tls: b.tls.as_ref().map(|t| TlsConfig {
+            ca: t.ca.clone(),
+            cert: t.cert.clone(),
+            key: t.key.clone(),
+            server_name: t.server_name.clone(),
+        }),
+        insecure: b.insecure,
+        snapshotter: b
+            .snapshotter
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SNAPSHOTTER.to_string()),
+    };
+    let at = format!("backend {:?}", b.name);
+    let connected = tokio::time::timeout(
+        CONNECT_DEADLINE,
+        ContainerdBackend::connect(containerd, registry),
+    )
+    .await
+    .map_err(|_| {
+        anyhow!(
+            "{at}: cannot reach containerd at {}: no answer within {CONNECT_DEADLINE:?}",
+            b.address
+        )
+    })?;
+    match connected {
+        Ok(backend) => Ok(backend),
+        // The backend's own message usually names the address already.
+        Err(e) if e.to_string().contains(&b.address) => Err(anyhow!("{at}: {e}")),
+        Err(e) if e.code() == tonic::Code::Unavailable => Err(anyhow!(
+            "{at}: cannot reach containerd at {}: {e}",
+            b.address
+        )),
+        Err(e) => Err(anyhow!("{at}: containerd at {}: {e}", b.address)),
+    }
+}
