@@ -12,6 +12,7 @@ pub mod ids;
 pub mod image;
 pub mod platform;
 pub mod sandbox;
+pub mod status;
 
 pub use backend::{Backend, BackendInfo, BackendRole, ImageBackend};
 pub use error::{Error, OsNotSupported, Result};
