@@ -205,6 +205,14 @@ impl ImageBackend for ContainerdBackend {
     }
 }
 
+// Runtime traits: not built yet for this backend; each RPC answers Unimplemented.
+#[async_trait]
+impl crimux_core::SandboxBackend for ContainerdBackend {}
+#[async_trait]
+impl crimux_core::ContainerBackend for ContainerdBackend {}
+#[async_trait]
+impl crimux_core::StatusBackend for ContainerdBackend {}
+
 impl Backend for ContainerdBackend {
     fn info(&self) -> &BackendInfo {
         &self.info

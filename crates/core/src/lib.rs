@@ -14,7 +14,9 @@ pub mod platform;
 pub mod sandbox;
 pub mod status;
 
-pub use backend::{Backend, BackendInfo, BackendRole, ImageBackend};
+pub use backend::{
+    Backend, BackendInfo, BackendRole, ContainerBackend, ImageBackend, SandboxBackend, StatusBackend,
+};
 pub use error::{Error, OsNotSupported, Result};
 pub use ids::{ContainerId, PodSandboxId};
 pub use image::{Credentials, FsUsage, Image, ImageId, PullImage};

@@ -208,6 +208,14 @@ impl ImageBackend for FakeBackend {
     }
 }
 
+// Runtime traits: not built yet for this backend; each RPC answers Unimplemented.
+#[async_trait]
+impl crimux_core::SandboxBackend for FakeBackend {}
+#[async_trait]
+impl crimux_core::ContainerBackend for FakeBackend {}
+#[async_trait]
+impl crimux_core::StatusBackend for FakeBackend {}
+
 impl Backend for FakeBackend {
     fn info(&self) -> &BackendInfo {
         &self.info
