@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 
-use crimux_containerd::{ContainerdBackend, ContainerdConfig, TlsConfig, DEFAULT_SNAPSHOTTER};
+use crimux_containerd::{
+    ContainerdBackend, ContainerdConfig, RuntimeHandler, RuntimeOptions, TlsConfig,
+    DEFAULT_RUNTIME_TYPE, DEFAULT_SNAPSHOTTER,
+};
 use crimux_core::Backend;
 use crimux_cri::CriServer;
 use crimux_dispatch::Dispatcher;
@@ -95,6 +98,7 @@ async fn connect(
             .snapshotter
             .clone()
             .unwrap_or_else(|| DEFAULT_SNAPSHOTTER.to_string()),
+        runtime: runtime_options(config, b),
     };
     let at = format!("backend {:?}", b.name);
     let connected = tokio::time::timeout(
@@ -117,5 +121,42 @@ async fn connect(
             b.address
         )),
         Err(e) => Err(anyhow!("{at}: containerd at {}: {e}", b.address)),
+    }
+}
+
+/// What the backend needs to run pods: its state directory under crimux's root, the pause
+/// image, CNI, the log plugin next to this binary, and its runtime handlers.
+fn runtime_options(config: &Config, b: &BackendConfig) -> RuntimeOptions {
+    let log_plugin = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("crimux-log")))
+        .unwrap_or_else(|| "crimux-log".into());
+    let mut handlers: Vec<RuntimeHandler> = b
+        .runtime_handlers
+        .iter()
+        .map(|h| RuntimeHandler {
+            name: h.name.clone(),
+            runtime_type: if h.runtime_type.is_empty() {
+                DEFAULT_RUNTIME_TYPE.to_string()
+            } else {
+                h.runtime_type.clone()
+            },
+            options_json: serde_json::to_string(&h.options).unwrap_or_default(),
+        })
+        .collect();
+    if !handlers.iter().any(|h| h.name.is_empty()) {
+        handlers.push(RuntimeHandler {
+            name: String::new(),
+            runtime_type: DEFAULT_RUNTIME_TYPE.to_string(),
+            options_json: String::new(),
+        });
+    }
+    RuntimeOptions {
+        state_dir: config.root.join("backends").join(&b.name),
+        sandbox_image: config.sandbox_image.clone(),
+        cni_conf_dir: config.cni.conf_dir.clone(),
+        cni_bin_dirs: config.cni.bin_dirs.clone(),
+        log_plugin,
+        handlers,
     }
 }

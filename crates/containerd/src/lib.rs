@@ -58,7 +58,56 @@ pub struct ContainerdConfig {
     /// Allows plain `tcp://` to a loopback address.
     pub insecure: bool,
     pub snapshotter: String,
+    /// What running pods on this daemon needs; unused by the image side.
+    pub runtime: RuntimeOptions,
 }
+
+/// A RuntimeClass handler this backend serves and the containerd runtime behind it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct RuntimeHandler {
+    /// The handler name (`""` is the default handler).
+    pub name: String,
+    /// `io.containerd.runc.v2` on Linux, `io.containerd.runhcs.v1` on Windows.
+    pub runtime_type: String,
+    /// Runtime options as the operator wrote them (TOML table rendered as JSON).
+    pub options_json: String,
+}
+
+/// Settings for pods and containers on one backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeOptions {
+    /// This backend's own directory under crimux's root (`<root>/backends/<name>`): pinned
+    /// network namespaces, sandbox files (hostname, hosts, resolv.conf), CNI cache, pidfiles.
+    pub state_dir: PathBuf,
+    /// The pause image (`sandbox_image` in crimux's config).
+    pub sandbox_image: String,
+    pub cni_conf_dir: PathBuf,
+    pub cni_bin_dirs: Vec<PathBuf>,
+    /// The `crimux-log` binary the shim starts for container output (binary logging).
+    pub log_plugin: PathBuf,
+    /// Handlers with their runtime types; the default handler `""` is always present.
+    pub handlers: Vec<RuntimeHandler>,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            state_dir: PathBuf::from("/var/lib/crimux/backends/default"),
+            sandbox_image: "registry.k8s.io/pause:3.10".to_string(),
+            cni_conf_dir: PathBuf::from("/etc/cni/net.d"),
+            cni_bin_dirs: vec![PathBuf::from("/opt/cni/bin")],
+            log_plugin: PathBuf::from("crimux-log"),
+            handlers: vec![RuntimeHandler {
+                name: String::new(),
+                runtime_type: DEFAULT_RUNTIME_TYPE.to_string(),
+                options_json: String::new(),
+            }],
+        }
+    }
+}
+
+/// The runtime containerd runs Linux containers with.
+pub const DEFAULT_RUNTIME_TYPE: &str = "io.containerd.runc.v2";
 
 pub const DEFAULT_SNAPSHOTTER: &str = "overlayfs";
 pub const DEFAULT_NAMESPACE: &str = "k8s.io";

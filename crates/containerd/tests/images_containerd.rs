@@ -341,6 +341,7 @@ async fn containerd_connect_to_a_missing_socket_is_unavailable() {
         tls: None,
         insecure: false,
         snapshotter: "overlayfs".into(),
+        runtime: Default::default(),
     };
     let registry = crimux_registry::Registry::new(None).expect("registry");
     let err = ContainerdBackend::connect(config.clone(), registry.clone())

@@ -166,6 +166,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             tls: None,
             insecure: false,
             snapshotter: "overlayfs".into(),
+            runtime: Default::default(),
         }
     }
 }
