@@ -16,7 +16,10 @@ use crimux_registry::Registry;
 use crate::client::{is_already_exists, Daemon};
 use crate::images::{self, Details};
 use crate::singleflight::SingleFlight;
-use crate::{connect, pull, ContainerdConfig};
+use crate::{connect, pull, ContainerdConfig, RuntimeOptions};
+use crimux_cni::Cni;
+use crimux_core::status::ContainerEvent;
+use tokio::sync::broadcast;
 
 /// How long connecting may take before the daemon counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,6 +37,12 @@ pub struct Inner {
     pub pulls: SingleFlight<ImageId>,
     pub blobs: SingleFlight<()>,
     details: Mutex<HashMap<String, Arc<Details>>>,
+    /// Settings for pods and containers (state dir, pause image, CNI, log plugin, handlers).
+    pub runtime: RuntimeOptions,
+    /// Pod networking for this backend's sandboxes.
+    pub cni: Cni,
+    /// Container lifecycle events, fanned out to GetContainerEvents subscribers.
+    pub events: broadcast::Sender<ContainerEvent>,
 }
 
 impl Inner {
@@ -125,10 +134,20 @@ impl ContainerdBackend {
             pulls: SingleFlight::default(),
             blobs: SingleFlight::default(),
             details: Mutex::default(),
+            cni: Cni::new(
+                config.runtime.cni_conf_dir.clone(),
+                config.runtime.cni_bin_dirs.clone(),
+                config.runtime.state_dir.join("cni-cache"),
+            ),
+            runtime: config.runtime,
+            events: broadcast::channel(EVENT_BUFFER).0,
         });
         Ok(Arc::new(ContainerdBackend { inner, info }))
     }
 }
+
+/// Events a slow GetContainerEvents subscriber may lag behind before it misses some.
+const EVENT_BUFFER: usize = 1024;
 
 const SNAPSHOTTER_PLUGIN: &str = "io.containerd.snapshotter.v1";
 const RUNTIME_PLUGIN: &str = "io.containerd.runtime.v2";
@@ -205,17 +224,20 @@ impl ImageBackend for ContainerdBackend {
     }
 }
 
-// Runtime traits: not built yet for this backend; each RPC answers Unimplemented.
-#[async_trait]
-impl crimux_core::SandboxBackend for ContainerdBackend {}
-#[async_trait]
-impl crimux_core::ContainerBackend for ContainerdBackend {}
-#[async_trait]
-impl crimux_core::StatusBackend for ContainerdBackend {}
+impl ContainerdBackend {
+    /// The state every operation shares.
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+}
 
 impl Backend for ContainerdBackend {
     fn info(&self) -> &BackendInfo {
         &self.info
+    }
+
+    fn subscribe_events(&self) -> Option<broadcast::Receiver<ContainerEvent>> {
+        Some(self.inner.events.subscribe())
     }
 }
 

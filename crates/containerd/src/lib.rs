@@ -14,12 +14,14 @@ mod backend;
 mod client;
 mod config;
 pub mod connect;
+mod container;
 mod content;
 mod images;
 mod labels;
 mod lease;
 mod pull;
 mod records;
+mod sandbox;
 mod singleflight;
 mod unpack;
 
