@@ -2,7 +2,8 @@
 //! metadata containerd reads (`containerd-namespace`, `containerd-lease`).
 
 use containerd_client::services::v1::{
-    content_client::ContentClient, diff_client::DiffClient, images_client::ImagesClient,
+    containers_client::ContainersClient, content_client::ContentClient,
+    events_client::EventsClient, tasks_client::TasksClient, diff_client::DiffClient, images_client::ImagesClient,
     introspection_client::IntrospectionClient, leases_client::LeasesClient,
     namespaces_client::NamespacesClient, snapshots::snapshots_client::SnapshotsClient,
     version_client::VersionClient,
@@ -53,6 +54,22 @@ impl Daemon {
 
     pub fn images(&self) -> ImagesClient<Channel> {
         ImagesClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE)
+    }
+
+    pub fn containers(&self) -> ContainersClient<Channel> {
+        ContainersClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    }
+
+    pub fn tasks(&self) -> TasksClient<Channel> {
+        TasksClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    }
+
+    pub fn events(&self) -> EventsClient<Channel> {
+        EventsClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE)
     }
 
     pub fn snapshots(&self) -> SnapshotsClient<Channel> {

@@ -21,6 +21,7 @@ mod labels;
 mod lease;
 mod pull;
 mod records;
+mod runtime;
 mod sandbox;
 mod singleflight;
 mod unpack;
