@@ -28,6 +28,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// own tasks.
 pub struct Inner {
     pub name: String,
+    /// Whether the daemon runs on this machine (a `unix://` or `npipe://` address), so its
+    /// host's files, mounts and processes are ours to read.
+    pub local: bool,
     pub daemon: Daemon,
     pub registry: Registry,
     pub platform: Platform,
@@ -125,6 +128,7 @@ impl ContainerdBackend {
             runtime_handlers: config.runtime_handlers.clone(),
         };
         let inner = Arc::new(Inner {
+            local: !config.address.starts_with("tcp://"),
             name: config.name,
             daemon,
             registry,
@@ -142,6 +146,7 @@ impl ContainerdBackend {
             runtime: config.runtime,
             events: broadcast::channel(EVENT_BUFFER).0,
         });
+        crate::monitor::spawn(&inner);
         Ok(Arc::new(ContainerdBackend { inner, info }))
     }
 }

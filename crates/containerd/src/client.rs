@@ -2,11 +2,11 @@
 //! metadata containerd reads (`containerd-namespace`, `containerd-lease`).
 
 use containerd_client::services::v1::{
-    containers_client::ContainersClient, content_client::ContentClient,
-    events_client::EventsClient, tasks_client::TasksClient, diff_client::DiffClient, images_client::ImagesClient,
+    containers_client::ContainersClient, content_client::ContentClient, diff_client::DiffClient,
+    events_client::EventsClient, images_client::ImagesClient,
     introspection_client::IntrospectionClient, leases_client::LeasesClient,
     namespaces_client::NamespacesClient, snapshots::snapshots_client::SnapshotsClient,
-    version_client::VersionClient,
+    tasks_client::TasksClient, version_client::VersionClient,
 };
 use crimux_core::{Error, Result};
 use tonic::metadata::MetadataValue;

@@ -2,7 +2,7 @@
 //!
 //! The channel is lazy: tonic reconnects on the next request after the connection drops, so
 //! a containerd restart costs the requests in flight, not the backend. The platform-specific
-//! transports (unix sockets, Windows named pipes) live here and nowhere else.
+//! transports (unix sockets, Windows named pipes) live in `platform/transport.rs`.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -10,6 +10,7 @@ use std::time::Duration;
 use crimux_core::{Error, Result};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+use crate::platform::transport;
 use crate::TlsConfig;
 
 /// Where a containerd daemon listens, parsed from its configured address.
@@ -76,7 +77,10 @@ impl Address {
 pub fn channel(address: &str, tls: Option<&TlsConfig>, insecure: bool) -> Result<Channel> {
     let parsed = Address::parse(address)?;
     match parsed {
-        Address::Unix(path) => unix_channel(address, path),
+        // The URI is ignored by the connector; it only has to be valid.
+        Address::Unix(path) => {
+            transport::unix_channel(endpoint("http://[::]:50051".into())?, address, path)
+        }
         Address::Tcp { ref host, port } => {
             let authority = if host.contains(':') {
                 format!("[{host}]:{port}")
@@ -99,7 +103,9 @@ pub fn channel(address: &str, tls: Option<&TlsConfig>, insecure: bool) -> Result
                 ))),
             }
         }
-        Address::NamedPipe(path) => pipe_channel(address, path),
+        Address::NamedPipe(path) => {
+            transport::pipe_channel(endpoint("http://[::]:50051".into())?, address, path)
+        }
     }
 }
 
@@ -127,58 +133,6 @@ fn tls_config(tls: &TlsConfig, host: &str) -> Result<ClientTlsConfig> {
         .ca_certificate(Certificate::from_pem(ca))
         .identity(Identity::from_pem(cert, key))
         .domain_name(tls.server_name.clone().unwrap_or_else(|| host.to_string())))
-}
-
-#[cfg(unix)]
-fn unix_channel(_address: &str, path: String) -> Result<Channel> {
-    // The URI is ignored by the connector; it only has to be valid.
-    let connector = tower::service_fn(move |_: tonic::transport::Uri| {
-        let path = path.clone();
-        async move {
-            let stream = tokio::net::UnixStream::connect(path).await?;
-            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-        }
-    });
-    Ok(endpoint("http://[::]:50051".into())?.connect_with_connector_lazy(connector))
-}
-
-#[cfg(not(unix))]
-fn unix_channel(address: &str, _path: String) -> Result<Channel> {
-    Err(Error::InvalidArgument(format!(
-        "containerd address {address}: unix sockets are not supported on this OS"
-    )))
-}
-
-#[cfg(windows)]
-fn pipe_channel(_address: &str, path: String) -> Result<Channel> {
-    use tokio::net::windows::named_pipe::ClientOptions;
-    // ERROR_PIPE_BUSY: every instance of the pipe is in use; containerd makes more.
-    const ERROR_PIPE_BUSY: i32 = 231;
-    let connector = tower::service_fn(move |_: tonic::transport::Uri| {
-        let path = path.clone();
-        async move {
-            let mut tries = 0;
-            let client = loop {
-                match ClientOptions::new().open(&path) {
-                    Ok(client) => break client,
-                    Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY) && tries < 50 => {
-                        tries += 1;
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    Err(e) => return Err(e),
-                }
-            };
-            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(client))
-        }
-    });
-    Ok(endpoint("http://[::]:50051".into())?.connect_with_connector_lazy(connector))
-}
-
-#[cfg(not(windows))]
-fn pipe_channel(address: &str, _path: String) -> Result<Channel> {
-    Err(Error::InvalidArgument(format!(
-        "containerd address {address}: named pipes exist only on Windows"
-    )))
 }
 
 #[cfg(test)]

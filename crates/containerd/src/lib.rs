@@ -19,6 +19,8 @@ mod content;
 mod images;
 mod labels;
 mod lease;
+mod monitor;
+mod platform;
 mod pull;
 mod records;
 mod runtime;

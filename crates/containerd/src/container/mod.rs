@@ -1,10 +1,24 @@
 //! Containers on containerd: specs, writable snapshots, tasks with binary logging,
 //! exec-sync, stats and lifecycle events.
+//!
+//! One file per operation: `create`, `start`, `stop` (stop and remove), `status` (status
+//! and list), `update` (resources and log reopening); `record` is the durable state,
+//! `rootfs` reads what specs need from images and the host, `events` feeds
+//! GetContainerEvents and `lock` serialises work on one container.
 
+pub(crate) mod create;
+pub(crate) mod events;
 pub(crate) mod exec;
+pub(crate) mod lock;
+pub(crate) mod record;
+pub(crate) mod rootfs;
+pub(crate) mod start;
 pub(crate) mod stats;
+pub(crate) mod status;
+pub(crate) mod stop;
+pub(crate) mod update;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use crimux_core::container::{ContainerConfig, Resources, WindowsResources};
@@ -14,9 +28,67 @@ use crimux_core::{ContainerId, PodSandboxId, Result};
 
 use crate::ContainerdBackend;
 
+/// Now, in Unix nanoseconds.
+pub(crate) fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
 
 #[async_trait]
 impl crimux_core::ContainerBackend for ContainerdBackend {
+    #[tracing::instrument(skip(self, config, sandbox_config), fields(backend = %self.inner().name))]
+    async fn create_container(
+        &self,
+        id: &ContainerId,
+        sandbox_id: &PodSandboxId,
+        config: &ContainerConfig,
+        sandbox_config: &SandboxConfig,
+    ) -> Result<()> {
+        create::create(self.inner(), id, sandbox_id, config, sandbox_config).await
+    }
+
+    #[tracing::instrument(skip(self), fields(backend = %self.inner().name))]
+    async fn start_container(&self, id: &ContainerId) -> Result<()> {
+        start::start(self.inner(), id).await
+    }
+
+    #[tracing::instrument(skip(self), fields(backend = %self.inner().name))]
+    async fn stop_container(&self, id: &ContainerId, timeout: Duration) -> Result<()> {
+        stop::stop(self.inner(), id, timeout).await
+    }
+
+    #[tracing::instrument(skip(self), fields(backend = %self.inner().name))]
+    async fn remove_container(&self, id: &ContainerId) -> Result<()> {
+        stop::remove(self.inner(), id).await
+    }
+
+    #[tracing::instrument(skip(self), fields(backend = %self.inner().name))]
+    async fn container_status(&self, id: &ContainerId, verbose: bool) -> Result<ContainerStatus> {
+        status::status(self.inner(), id, verbose).await
+    }
+
+    #[tracing::instrument(skip(self), fields(backend = %self.inner().name))]
+    async fn list_containers(&self) -> Result<Vec<ContainerSummary>> {
+        status::list(self.inner()).await
+    }
+
+    #[tracing::instrument(skip(self), fields(backend = %self.inner().name))]
+    async fn update_container_resources(
+        &self,
+        id: &ContainerId,
+        linux: Option<&Resources>,
+        windows: Option<&WindowsResources>,
+    ) -> Result<()> {
+        update::update_resources(self.inner(), id, linux, windows).await
+    }
+
+    #[tracing::instrument(skip(self), fields(backend = %self.inner().name))]
+    async fn reopen_container_log(&self, id: &ContainerId) -> Result<()> {
+        update::reopen_log(self.inner(), id).await
+    }
+
     async fn exec_sync(
         &self,
         id: &ContainerId,
@@ -30,15 +102,3 @@ impl crimux_core::ContainerBackend for ContainerdBackend {
         stats::container_stats(self.inner(), id).await
     }
 }
-
-// Keep the imports the lifecycle methods will use.
-#[allow(dead_code)]
-type Unused = (
-    ContainerConfig,
-    Resources,
-    WindowsResources,
-    SandboxConfig,
-    ContainerStatus,
-    ContainerSummary,
-    PodSandboxId,
-);

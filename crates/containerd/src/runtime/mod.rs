@@ -4,4 +4,5 @@
 pub(crate) mod host;
 pub(crate) mod image;
 pub(crate) mod object;
+pub(crate) mod runc;
 pub(crate) mod task;

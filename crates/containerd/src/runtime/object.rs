@@ -3,9 +3,20 @@
 
 use std::collections::HashMap;
 
-use crimux_core::Result;
+use containerd_client::services::v1::container::Runtime;
+use containerd_client::services::v1::snapshots::{PrepareSnapshotRequest, RemoveSnapshotRequest};
+use containerd_client::services::v1::{
+    Container, CreateContainerRequest, DeleteContainerRequest, GetContainerRequest,
+    ListContainersRequest, UpdateContainerRequest,
+};
+use crimux_core::{Error, Result};
 
 use crate::backend::Inner;
+use crate::client::is_not_found;
+use crate::lease;
+
+/// `type_url` containerd gives an OCI runtime spec stored as JSON.
+pub(crate) const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 
 /// What to create. The snapshot `key` is the container id; its parent is the image's top
 /// chain id.
@@ -23,11 +34,165 @@ pub(crate) struct NewObject<'a> {
     pub extension: (&'a str, &'a str, Vec<u8>),
 }
 
+/// One container object as listed: id, labels and the JSON of the asked-for extension
+/// (empty when it has none).
+#[derive(Clone, Debug)]
+pub(crate) struct Listed {
+    pub id: String,
+    pub labels: HashMap<String, String>,
+    pub extension: Vec<u8>,
+}
+
+fn spec_any(id: &str, spec: &oci_spec::runtime::Spec) -> Result<prost_types::Any> {
+    let value = serde_json::to_vec(spec)
+        .map_err(|e| Error::Internal(format!("encoding the spec of {id}: {e}")))?;
+    Ok(prost_types::Any {
+        type_url: SPEC_TYPE_URL.to_string(),
+        value,
+    })
+}
+
 /// Prepares the snapshot and creates the containerd container; rolls the snapshot back if
 /// the container cannot be created.
 pub(crate) async fn create(inner: &Inner, new: NewObject<'_>) -> Result<()> {
-    let _ = (inner, new.id);
-    Err(crimux_core::Error::Unimplemented("container objects are being built".into()))
+    let snapshot = prepare(inner, new.id, new.chain_id).await?;
+    let made = create_prepared(inner, new).await;
+    if made.is_err() {
+        snapshot.discard(inner).await;
+    } else {
+        snapshot.keep(inner).await;
+    }
+    made
+}
+
+/// A writable snapshot prepared for a container object that does not exist yet. A lease
+/// keeps the collector off it (and expires by itself if crimux dies meanwhile): end it
+/// with [`PreparedSnapshot::keep`] once the object exists, or
+/// [`PreparedSnapshot::discard`].
+pub(crate) struct PreparedSnapshot {
+    pub key: String,
+    /// The snapshot's mounts (for reading files out of the image before the spec is built).
+    pub mounts: Vec<containerd_client::types::Mount>,
+    lease: String,
+}
+
+impl PreparedSnapshot {
+    /// The container object now references the snapshot: the lease can go.
+    pub(crate) async fn keep(self, inner: &Inner) {
+        if let Err(e) = lease::delete(&inner.daemon, &self.lease, false).await {
+            tracing::warn!(backend = %inner.name, key = %self.key, %e, "could not delete a create lease");
+        }
+    }
+
+    /// Removes the snapshot and the lease.
+    pub(crate) async fn discard(self, inner: &Inner) {
+        if let Err(e) = remove_snapshot(inner, &self.key).await {
+            tracing::warn!(backend = %inner.name, key = %self.key, %e, "rollback: snapshot left behind");
+        }
+        self.keep(inner).await;
+    }
+}
+
+/// Prepares snapshot `key` on top of `parent` (an image's top chain id).
+pub(crate) async fn prepare(inner: &Inner, key: &str, parent: &str) -> Result<PreparedSnapshot> {
+    let lease = lease::create(&inner.daemon).await?;
+    let request = inner.daemon.request(
+        PrepareSnapshotRequest {
+            snapshotter: inner.snapshotter.clone(),
+            key: key.to_string(),
+            parent: parent.to_string(),
+            labels: HashMap::new(),
+        },
+        Some(&lease),
+    );
+    match inner.daemon.snapshots().prepare(request).await {
+        Ok(r) => Ok(PreparedSnapshot {
+            key: key.to_string(),
+            mounts: r.into_inner().mounts,
+            lease,
+        }),
+        Err(s) => {
+            if let Err(e) = lease::delete(&inner.daemon, &lease, false).await {
+                tracing::warn!(backend = %inner.name, key, %e, "could not delete a create lease");
+            }
+            let e = Error::backend(format!("preparing snapshot {key}"), s);
+            Err(if e.code() == tonic::Code::AlreadyExists {
+                Error::AlreadyExists(format!("snapshot {key} exists already"))
+            } else {
+                e
+            })
+        }
+    }
+}
+
+/// Creates the containerd container over an already prepared snapshot (`new.id`).
+pub(crate) async fn create_prepared(inner: &Inner, new: NewObject<'_>) -> Result<()> {
+    let id = new.id;
+    let options = super::runc::options_any(new.runtime_type, new.runtime_options_json)?;
+    let (key, type_url, value) = new.extension;
+    let container = Container {
+        id: id.to_string(),
+        labels: new.labels,
+        image: new.image_name.to_string(),
+        runtime: Some(Runtime {
+            name: new.runtime_type.to_string(),
+            options,
+        }),
+        spec: Some(spec_any(id, new.spec)?),
+        snapshotter: inner.snapshotter.clone(),
+        snapshot_key: id.to_string(),
+        extensions: HashMap::from([(
+            key.to_string(),
+            prost_types::Any {
+                type_url: type_url.to_string(),
+                value,
+            },
+        )]),
+        ..Default::default()
+    };
+    let request = inner.daemon.request(
+        CreateContainerRequest {
+            container: Some(container),
+        },
+        None,
+    );
+    match inner.daemon.containers().create(request).await {
+        Ok(_) => {
+            tracing::debug!(backend = %inner.name, id, "container object created");
+            Ok(())
+        }
+        Err(s) if s.code() == tonic::Code::AlreadyExists => Err(Error::AlreadyExists(format!(
+            "container object {id} exists already"
+        ))),
+        Err(s) => Err(Error::backend(format!("creating container object {id}"), s)),
+    }
+}
+
+/// The whole containerd container object. Unknown id: NotFound.
+pub(crate) async fn get(inner: &Inner, id: &str) -> Result<Container> {
+    let request = inner
+        .daemon
+        .request(GetContainerRequest { id: id.to_string() }, None);
+    match inner.daemon.containers().get(request).await {
+        Ok(r) => r
+            .into_inner()
+            .container
+            .ok_or_else(|| Error::NotFound(format!("container object {id} not found"))),
+        Err(s) if is_not_found(&s) => {
+            Err(Error::NotFound(format!("container object {id} not found")))
+        }
+        Err(s) => Err(Error::backend(format!("container object {id}"), s)),
+    }
+}
+
+/// The OCI spec stored on an object.
+pub(crate) fn spec_of(c: &Container) -> Result<oci_spec::runtime::Spec> {
+    let any = c
+        .spec
+        .as_ref()
+        .ok_or_else(|| Error::Internal(format!("container object {} has no spec", c.id)))?;
+    serde_json::from_slice(&any.value)
+        .map_err(|e| Error::Internal(format!("spec of container object {}: {e}", c.id)))
 }
 
 /// A container object's labels and the JSON of one extension. Unknown id: NotFound.
@@ -36,14 +201,69 @@ pub(crate) async fn load(
     id: &str,
     extension: &str,
 ) -> Result<(HashMap<String, String>, Vec<u8>)> {
-    let _ = (inner, id, extension);
-    Err(crimux_core::Error::Unimplemented("container objects are being built".into()))
+    let c = get(inner, id).await?;
+    let ext = c
+        .extensions
+        .get(extension)
+        .map(|a| a.value.clone())
+        .ok_or_else(|| {
+            Error::NotFound(format!("container object {id} has no {extension} record"))
+        })?;
+    Ok((c.labels, ext))
+}
+
+fn label_filter(labels: &[(&str, &str)]) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("labels.{k:?}=={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Container objects whose labels match every `key=value` given, with one extension's
+/// JSON each.
+pub(crate) async fn list_full(
+    inner: &Inner,
+    labels: &[(&str, &str)],
+    extension: &str,
+) -> Result<Vec<Listed>> {
+    let filters = if labels.is_empty() {
+        Vec::new()
+    } else {
+        vec![label_filter(labels)]
+    };
+    let request = inner
+        .daemon
+        .request(ListContainersRequest { filters }, None);
+    let containers = inner
+        .daemon
+        .containers()
+        .list(request)
+        .await
+        .map_err(|s| Error::backend("listing container objects", s))?
+        .into_inner()
+        .containers;
+    Ok(containers
+        .into_iter()
+        .map(|mut c| Listed {
+            extension: c
+                .extensions
+                .remove(extension)
+                .map(|a| a.value)
+                .unwrap_or_default(),
+            id: c.id,
+            labels: c.labels,
+        })
+        .collect())
 }
 
 /// Ids of container objects whose labels match every `key=value` given.
 pub(crate) async fn list(inner: &Inner, labels: &[(&str, &str)]) -> Result<Vec<String>> {
-    let _ = (inner, labels);
-    Err(crimux_core::Error::Unimplemented("container objects are being built".into()))
+    Ok(list_full(inner, labels, "")
+        .await?
+        .into_iter()
+        .map(|l| l.id)
+        .collect())
 }
 
 /// Replaces the record extension (and the spec when given) of an existing object.
@@ -53,12 +273,81 @@ pub(crate) async fn update(
     extension: (&str, &str, Vec<u8>),
     spec: Option<&oci_spec::runtime::Spec>,
 ) -> Result<()> {
-    let _ = (inner, id, extension, spec);
-    Err(crimux_core::Error::Unimplemented("container objects are being built".into()))
+    let (key, type_url, value) = extension;
+    let mut paths = vec![format!("extensions.{key}")];
+    let mut container = Container {
+        id: id.to_string(),
+        extensions: HashMap::from([(
+            key.to_string(),
+            prost_types::Any {
+                type_url: type_url.to_string(),
+                value,
+            },
+        )]),
+        ..Default::default()
+    };
+    if let Some(spec) = spec {
+        container.spec = Some(spec_any(id, spec)?);
+        paths.push("spec".to_string());
+    }
+    let request = inner.daemon.request(
+        UpdateContainerRequest {
+            container: Some(container),
+            update_mask: Some(prost_types::FieldMask { paths }),
+        },
+        None,
+    );
+    match inner.daemon.containers().update(request).await {
+        Ok(_) => Ok(()),
+        Err(s) if is_not_found(&s) => {
+            Err(Error::NotFound(format!("container object {id} not found")))
+        }
+        Err(s) => Err(Error::backend(format!("updating container object {id}"), s)),
+    }
+}
+
+async fn remove_snapshot(inner: &Inner, id: &str) -> Result<()> {
+    let request = inner.daemon.request(
+        RemoveSnapshotRequest {
+            snapshotter: inner.snapshotter.clone(),
+            key: id.to_string(),
+        },
+        None,
+    );
+    match inner.daemon.snapshots().remove(request).await {
+        Ok(_) => Ok(()),
+        Err(s) if is_not_found(&s) => Ok(()),
+        Err(s) => Err(Error::backend(format!("removing snapshot {id}"), s)),
+    }
 }
 
 /// Deletes the container object and its snapshot; absent ones are fine.
 pub(crate) async fn remove(inner: &Inner, id: &str) -> Result<()> {
-    let _ = (inner, id);
-    Err(crimux_core::Error::Unimplemented("container objects are being built".into()))
+    let request = inner
+        .daemon
+        .request(DeleteContainerRequest { id: id.to_string() }, None);
+    match inner.daemon.containers().delete(request).await {
+        Ok(_) => {}
+        Err(s) if is_not_found(&s) => {}
+        Err(s) => return Err(Error::backend(format!("deleting container object {id}"), s)),
+    }
+    remove_snapshot(inner, id).await?;
+    tracing::debug!(backend = %inner.name, id, "container object removed");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_filters_quote_keys() {
+        assert_eq!(
+            label_filter(&[
+                ("crimux.io/kind", "container"),
+                ("crimux.io/sandbox-id", "ab")
+            ]),
+            r#"labels."crimux.io/kind"==container,labels."crimux.io/sandbox-id"==ab"#
+        );
+    }
 }

@@ -536,3 +536,5 @@ impl World {
         format!("{}/{path}", self.registry.host)
     }
 }
+pub mod containers;
+pub mod sandbox;

@@ -1,0 +1,347 @@
+//! CreateContainer: a writable snapshot of the image, an OCI spec joining the pod's
+//! namespaces, and a containerd container object carrying crimux's record. Every step is
+//! undone when a later one fails.
+
+use std::path::{Component, Path, PathBuf};
+
+use crimux_core::container::{ContainerConfig, ProfileType};
+use crimux_core::sandbox::{NamespaceMode, SandboxConfig};
+use crimux_core::status::{ContainerEventKind, ResolvedUser};
+use crimux_core::{ContainerId, Error, PodSandboxId, Result};
+use crimux_spec::linux::{container_spec, ContainerSpecInput, PodFiles};
+
+use super::record::{container_dir, list_records, ContainerRecord};
+use super::{events, lock, rootfs};
+use crate::backend::Inner;
+use crate::runtime::object::{self, NewObject};
+use crate::runtime::{host, image, task};
+use crate::sandbox::record::{load_sandbox, sandbox_pid, SandboxRecord};
+
+/// Container ids become file names and containerd ids: one safe path component.
+pub(crate) fn check_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 76
+        && !id.starts_with(['.', '-', '_'])
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!("bad container id {id:?}")))
+    }
+}
+
+/// The absolute log file: `log_path` below the pod's `log_directory`. `None` when either
+/// is empty (the container's output is then discarded, as containerd does).
+pub(crate) fn log_file(log_directory: &str, log_path: &str) -> Result<Option<PathBuf>> {
+    if log_path.is_empty() || log_directory.is_empty() {
+        return Ok(None);
+    }
+    let rel = Path::new(log_path);
+    let escapes = rel
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+    if escapes {
+        return Err(Error::InvalidArgument(format!(
+            "log_path {log_path:?} must be relative to the pod's log directory and stay in it"
+        )));
+    }
+    if !Path::new(log_directory).is_absolute() {
+        return Err(Error::InvalidArgument(format!(
+            "log_directory {log_directory:?} must be absolute"
+        )));
+    }
+    Ok(Some(Path::new(log_directory).join(rel)))
+}
+
+fn stop_signal(config: &crimux_spec::ImageConfig) -> Option<String> {
+    config.stop_signal.clone().filter(|s| !s.trim().is_empty())
+}
+
+async fn read_seccomp(config: &ContainerConfig) -> Result<Option<String>> {
+    let profile = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security.as_ref())
+        .and_then(|s| s.seccomp.as_ref())
+        .filter(|p| p.profile_type == ProfileType::Localhost);
+    let Some(profile) = profile else {
+        return Ok(None);
+    };
+    tokio::fs::read_to_string(&profile.localhost_ref)
+        .await
+        .map(Some)
+        .map_err(|e| {
+            Error::InvalidArgument(format!("seccomp profile {:?}: {e}", profile.localhost_ref))
+        })
+}
+
+/// The pid of the container a `Target` pid namespace names.
+async fn target_pid(inner: &Inner, config: &ContainerConfig) -> Result<Option<u32>> {
+    let ns = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security.as_ref())
+        .map(|s| &s.namespace_options);
+    let Some(ns) = ns.filter(|n| n.pid == NamespaceMode::Target) else {
+        return Ok(None);
+    };
+    match task::state(inner, &ns.target_id).await? {
+        Some(t) if t.status == task::TaskStatus::Running => Ok(Some(t.pid)),
+        _ => Err(Error::NotFound(format!(
+            "target container {:?} of the pid namespace is not running",
+            ns.target_id
+        ))),
+    }
+}
+
+fn path_str(p: &Path) -> Option<&str> {
+    p.to_str()
+}
+
+pub(crate) async fn create(
+    inner: &Inner,
+    id: &ContainerId,
+    sandbox_id: &PodSandboxId,
+    config: &ContainerConfig,
+    sandbox_config: &SandboxConfig,
+) -> Result<()> {
+    check_id(id.as_str())?;
+    if config.metadata.name.is_empty() {
+        return Err(Error::InvalidArgument(
+            "container metadata.name must not be empty".into(),
+        ));
+    }
+    let sandbox = load_sandbox(inner, sandbox_id).await?;
+    let Some(pause_pid) = sandbox_pid(inner, sandbox_id).await? else {
+        return Err(Error::FailedPrecondition(format!(
+            "pod sandbox {sandbox_id} is not ready"
+        )));
+    };
+    let log_path = log_file(&sandbox_config.log_directory, &config.log_path)?;
+    // One create at a time per pod, so the name check below cannot race.
+    let _pod = lock::lock(&inner.runtime.state_dir, &format!("create/{sandbox_id}")).await;
+    let _me = lock::lock(&inner.runtime.state_dir, id.as_str()).await;
+
+    match object::get(inner, id.as_str()).await {
+        Ok(_) => {
+            return Err(Error::AlreadyExists(format!(
+                "container {id} exists already"
+            )))
+        }
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e),
+    }
+    if let Some(other) = list_records(inner)
+        .await?
+        .into_iter()
+        .find(|r| r.sandbox_id == *sandbox_id && r.config.metadata == config.metadata)
+    {
+        return Err(Error::AlreadyExists(format!(
+            "container {:?} (attempt {}) exists already in pod {sandbox_id} as {}",
+            config.metadata.name, config.metadata.attempt, other.id
+        )));
+    }
+    let image = image::runnable(inner, &config.image).await.map_err(|e| {
+        e.context(format!(
+            "image {:?} of container {:?}",
+            config.image, config.metadata.name
+        ))
+    })?;
+    if !image.platform.os.eq_ignore_ascii_case(&inner.platform.os) {
+        return Err(Error::FailedPrecondition(format!(
+            "image {} is for {}, this backend runs {}",
+            image.name, image.platform.os, inner.platform.os
+        )));
+    }
+    let seccomp = read_seccomp(config).await?;
+    let devices = rootfs::devices(&config.devices)?;
+    let privileged = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security.as_ref())
+        .is_some_and(|s| s.privileged);
+    let host_devices = if privileged {
+        rootfs::all_host_devices()
+    } else {
+        Vec::new()
+    };
+    let target = target_pid(inner, config).await?;
+    let host_info = host::host_info(inner);
+
+    let snapshot = object::prepare(inner, id.as_str(), &image.chain_id).await?;
+    let made = async {
+        let files = if host::is_local(inner) {
+            rootfs::user_files_from(&snapshot.mounts).await?
+        } else {
+            rootfs::UserFiles {
+                passwd: None,
+                group: None,
+            }
+        };
+        let spec = build_spec(
+            id,
+            sandbox_id,
+            config,
+            sandbox_config,
+            &sandbox,
+            pause_pid,
+            target,
+            &image,
+            &devices,
+            &host_devices,
+            &host_info,
+            &files,
+            seccomp.as_deref(),
+        )?;
+        let user = spec
+            .process()
+            .as_ref()
+            .map(|p| {
+                let u = p.user();
+                ResolvedUser {
+                    uid: i64::from(u.uid()),
+                    gid: i64::from(u.gid()),
+                    supplemental_groups: u
+                        .additional_gids()
+                        .clone()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(i64::from)
+                        .collect(),
+                }
+            })
+            .unwrap_or_default();
+        let record = ContainerRecord {
+            id: id.clone(),
+            sandbox_id: sandbox_id.clone(),
+            config: config.clone(),
+            created_at: super::now_nanos(),
+            started_at: 0,
+            image_name: image.name.clone(),
+            image_id: image.id.clone(),
+            log_path: log_path
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            user,
+            stop_signal: stop_signal(&image.config),
+            oom_killed: false,
+            start_failure: None,
+            resources: config.linux.as_ref().and_then(|l| l.resources.clone()),
+            windows_resources: config.windows.as_ref().and_then(|w| w.resources.clone()),
+            runtime_type: sandbox.runtime_type.clone(),
+        };
+        let options = inner
+            .runtime
+            .handlers
+            .iter()
+            .find(|h| h.name == sandbox_config.runtime_handler)
+            .filter(|h| h.runtime_type == sandbox.runtime_type)
+            .map(|h| h.options_json.clone())
+            .unwrap_or_default();
+        object::create_prepared(
+            inner,
+            NewObject {
+                id: id.as_str(),
+                image_name: &image.id,
+                chain_id: &image.chain_id,
+                spec: &spec,
+                runtime_type: &sandbox.runtime_type,
+                runtime_options_json: &options,
+                labels: record.labels(),
+                extension: record.extension()?,
+            },
+        )
+        .await
+    }
+    .await;
+    if let Err(e) = made {
+        snapshot.discard(inner).await;
+        return Err(e);
+    }
+    snapshot.keep(inner).await;
+
+    let dir = container_dir(&inner.runtime.state_dir, id.as_str());
+    if let Err(e) = tokio::fs::create_dir_all(&dir).await {
+        if let Err(undo) = object::remove(inner, id.as_str()).await {
+            tracing::warn!(container = %id, %undo, "rollback: container object left behind");
+        }
+        return Err(Error::Internal(format!("creating {}: {e}", dir.display())));
+    }
+    tracing::info!(backend = %inner.name, container = %id, sandbox = %sandbox_id,
+        name = %config.metadata.name, image = %image.id, "container created");
+    events::emit(inner, id, sandbox_id, ContainerEventKind::Created).await;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_spec(
+    id: &ContainerId,
+    sandbox_id: &PodSandboxId,
+    config: &ContainerConfig,
+    sandbox_config: &SandboxConfig,
+    sandbox: &SandboxRecord,
+    pause_pid: u32,
+    target_pid: Option<u32>,
+    image: &image::RunnableImage,
+    devices: &[crimux_spec::linux::HostDevice],
+    host_devices: &[crimux_spec::linux::HostDevice],
+    host_info: &crimux_spec::HostInfo,
+    files: &rootfs::UserFiles,
+    seccomp: Option<&str>,
+) -> Result<oci_spec::runtime::Spec> {
+    let f = &sandbox.files;
+    container_spec(&ContainerSpecInput {
+        id: id.as_str(),
+        sandbox_id: sandbox_id.as_str(),
+        config,
+        sandbox: sandbox_config,
+        sandbox_pid: pause_pid,
+        target_pid,
+        image: &image.config,
+        image_name: &image.name,
+        netns_path: sandbox.netns_path.as_deref().and_then(path_str),
+        files: PodFiles {
+            hostname: path_str(&f.hostname),
+            hosts: path_str(&f.hosts),
+            resolv_conf: path_str(&f.resolv_conf),
+            shm: f.shm.as_deref().and_then(path_str),
+        },
+        devices,
+        host_devices,
+        host: host_info,
+        passwd: files.passwd.as_deref(),
+        group: files.group.as_deref(),
+        seccomp_localhost: seccomp,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_paths_stay_in_the_log_directory() {
+        assert_eq!(
+            log_file("/var/log/pods/x", "c/0.log").expect("ok"),
+            Some(PathBuf::from("/var/log/pods/x/c/0.log"))
+        );
+        assert_eq!(log_file("", "c/0.log").expect("ok"), None);
+        assert_eq!(log_file("/d", "").expect("ok"), None);
+        for bad in ["../c.log", "/etc/passwd", "c/../../x", "a/../b"] {
+            let err = log_file("/var/log/pods/x", bad).expect_err(bad);
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad}");
+        }
+        assert!(log_file("relative", "c.log").is_err());
+    }
+
+    #[test]
+    fn ids_are_one_path_component() {
+        assert!(check_id(&"a".repeat(64)).is_ok());
+        for bad in ["", "..", "a/b", ".x"] {
+            assert!(check_id(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! StartContainer: the task, its output through the `crimux-log` binary-logging plugin
+//! (CRI log format, SIGUSR1 reopens, an attach socket), and the start time in the record.
+//! A failed start leaves the container Exited with reason StartError, as containerd's CRI
+//! does, and no task behind.
+
+use std::path::{Path, PathBuf};
+
+use crimux_core::status::ContainerEventKind;
+use crimux_core::{ContainerId, Error, Result};
+
+use super::record::{attach_socket, container_dir, log_pidfile, record, save, StartFailure};
+use super::{events, lock};
+use crate::backend::Inner;
+use crate::platform::fifo;
+use crate::runtime::task::{self, Stdio};
+use crate::sandbox::record::sandbox_pid;
+
+/// Percent-encodes a query value: containerd parses the URI with Go's `url.Parse` and
+/// decodes values (`+` as a space), so everything but unreserved characters and `/` is
+/// escaped.
+fn query_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The log plugin as an absolute path: containerd runs `binary://` paths as they are.
+fn plugin_path(configured: &Path) -> Result<PathBuf> {
+    if configured.is_absolute() {
+        return Ok(configured.to_path_buf());
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join(configured))
+                .find(|p| p.is_file())
+        })
+        .ok_or_else(|| {
+            Error::FailedPrecondition(format!(
+                "log plugin {} is not on PATH; configure its absolute path",
+                configured.display()
+            ))
+        })
+}
+
+/// `binary://<plugin>?path=<log>&pidfile=<pidfile>[&attach=<socket>]`.
+pub(crate) fn log_uri(plugin: &Path, log: &Path, pidfile: &Path, attach: Option<&Path>) -> String {
+    let mut uri = format!(
+        "binary://{}?path={}&pidfile={}",
+        query_escape(&plugin.to_string_lossy()),
+        query_escape(&log.to_string_lossy()),
+        query_escape(&pidfile.to_string_lossy()),
+    );
+    if let Some(a) = attach {
+        uri.push_str(&format!("&attach={}", query_escape(&a.to_string_lossy())));
+    }
+    uri
+}
+
+/// The stdin FIFO of a container opened with `stdin`.
+pub(crate) fn stdin_fifo(state_dir: &Path, id: &str) -> PathBuf {
+    container_dir(state_dir, id).join("stdin")
+}
+
+async fn stdio(inner: &Inner, id: &str, log_path: &str, tty: bool, stdin: bool) -> Result<Stdio> {
+    let state_dir = &inner.runtime.state_dir;
+    let dir = container_dir(state_dir, id);
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| Error::Internal(format!("creating {}: {e}", dir.display())))?;
+    let mut out = Stdio {
+        terminal: tty,
+        ..Stdio::default()
+    };
+    if stdin {
+        let fifo = stdin_fifo(state_dir, id);
+        fifo::recreate(&fifo)?;
+        out.stdin = fifo.to_string_lossy().into_owned();
+    }
+    if !log_path.is_empty() {
+        let log = Path::new(log_path);
+        if let Some(parent) = log.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| Error::Internal(format!("creating {}: {e}", parent.display())))?;
+        }
+        let attach = attach_socket(state_dir, id);
+        if let Some(a) = attach.as_deref().and_then(Path::parent) {
+            tokio::fs::create_dir_all(a)
+                .await
+                .map_err(|e| Error::Internal(format!("creating {}: {e}", a.display())))?;
+        } else {
+            tracing::warn!(container = id, "state dir too deep for an attach socket");
+        }
+        let uri = log_uri(
+            &plugin_path(&inner.runtime.log_plugin)?,
+            log,
+            &log_pidfile(state_dir, id),
+            attach.as_deref(),
+        );
+        out.stdout = uri.clone();
+        if !tty {
+            out.stderr = uri;
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn start(inner: &Inner, id: &ContainerId) -> Result<()> {
+    let _me = lock::lock(&inner.runtime.state_dir, id.as_str()).await;
+    let mut rec = record(inner, id).await?;
+    let t = task::state(inner, id.as_str()).await?;
+    if t.is_some() || rec.started_at != 0 || rec.start_failure.is_some() {
+        return Err(Error::FailedPrecondition(format!(
+            "container {id} is not in the created state"
+        )));
+    }
+    if sandbox_pid(inner, &rec.sandbox_id).await?.is_none() {
+        return Err(Error::FailedPrecondition(format!(
+            "pod sandbox {} of container {id} is not ready",
+            rec.sandbox_id
+        )));
+    }
+
+    let started = async {
+        let io = stdio(
+            inner,
+            id.as_str(),
+            &rec.log_path,
+            rec.config.tty,
+            rec.config.stdin,
+        )
+        .await?;
+        task::create(inner, id.as_str(), &io).await?;
+        // Stamped before the process runs: a quick exit must not precede its start.
+        let at = super::now_nanos();
+        if let Err(e) = task::start(inner, id.as_str()).await {
+            if let Err(undo) = task::delete(inner, id.as_str()).await {
+                tracing::warn!(container = %id, %undo, "rollback: task left behind");
+            }
+            return Err(e);
+        }
+        Ok(at)
+    }
+    .await;
+    let at = match started {
+        Ok(at) => at,
+        Err(e) => {
+            rec.start_failure = Some(StartFailure {
+                at: super::now_nanos(),
+                message: e.to_string(),
+            });
+            if let Err(save_err) = save(inner, &rec).await {
+                tracing::warn!(container = %id, %save_err, "could not record the failed start");
+            }
+            events::emit(inner, id, &rec.sandbox_id, ContainerEventKind::Stopped).await;
+            return Err(e);
+        }
+    };
+    rec.started_at = at;
+    if let Err(e) = save(inner, &rec).await {
+        // Without the record the container would look never started: undo the start.
+        if let Err(undo) = super::stop::kill_and_wait(inner, id.as_str()).await {
+            tracing::warn!(container = %id, %undo, "rollback: task still running");
+        }
+        if let Err(undo) = task::delete(inner, id.as_str()).await {
+            tracing::warn!(container = %id, %undo, "rollback: task left behind");
+        }
+        return Err(e);
+    }
+    tracing::info!(backend = %inner.name, container = %id, "container started");
+    events::emit(inner, id, &rec.sandbox_id, ContainerEventKind::Started).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_uris_escape_their_values() {
+        let uri = log_uri(
+            Path::new("/usr/bin/crimux-log"),
+            Path::new("/var/log/pods/ns_a+b c/x/0.log"),
+            Path::new("/s/log.pid"),
+            Some(Path::new("/s/attach.sock")),
+        );
+        assert_eq!(
+            uri,
+            "binary:///usr/bin/crimux-log?path=/var/log/pods/ns_a%2Bb%20c/x/0.log\
+             &pidfile=/s/log.pid&attach=/s/attach.sock"
+        );
+        assert!(
+            !log_uri(Path::new("/p"), Path::new("/l"), Path::new("/f"), None).contains("attach")
+        );
+    }
+
+    #[test]
+    fn plugin_paths_are_absolute() {
+        assert_eq!(
+            plugin_path(Path::new("/x/y")).expect("abs"),
+            Path::new("/x/y")
+        );
+        assert_eq!(
+            plugin_path(Path::new("sh"))
+                .expect("on PATH")
+                .file_name()
+                .unwrap(),
+            "sh"
+        );
+        let err = plugin_path(Path::new("no-such-plugin-here")).expect_err("missing");
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    }
+}

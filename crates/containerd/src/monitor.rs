@@ -1,0 +1,335 @@
+//! The event monitor: turns containerd's task exits and OOM kills into crimux state and
+//! CRI container events.
+//!
+//! One background task per backend subscribes to containerd's event stream (task exits and
+//! OOMs of our namespace). An OOM is recorded durably on the container's object, so
+//! ContainerStatus reports `OOMKilled` even after a crimux restart; the exit of a
+//! container's main process becomes a STOPPED event for GetContainerEvents subscribers.
+//! Events are handled one at a time, in order, so an OOM is recorded before the exit it
+//! caused is reported. When the stream ends (containerd restarted) the monitor subscribes
+//! again with backoff; it stops once the backend is dropped (it only holds a `Weak`).
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use containerd_client::events::{TaskExit, TaskOom};
+use containerd_client::services::v1::SubscribeRequest;
+use containerd_client::types::Envelope;
+use crimux_core::status::ContainerEventKind;
+use crimux_core::{ContainerId, Result};
+use prost::Message;
+
+use crate::backend::Inner;
+use crate::container::record::{self, ContainerRecord};
+use crate::container::{events, lock};
+use crate::runtime::task::nanos;
+
+const TOPIC_EXIT: &str = "/tasks/exit";
+const TOPIC_OOM: &str = "/tasks/oom";
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long recording an OOM waits for the container's lock.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+/// How often an idle monitor checks whether its backend is gone.
+const ALIVE_CHECK: Duration = Duration::from_secs(2);
+
+/// Starts the monitor of `inner`'s daemon; it ends when the last `Arc<Inner>` is dropped.
+pub(crate) fn spawn(inner: &Arc<Inner>) {
+    let namespace = namespace_of(inner);
+    let weak = Arc::downgrade(inner);
+    tokio::spawn(run(weak, namespace));
+}
+
+/// What the monitor acts on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum TaskEvent {
+    /// The main process of task `container_id` exited.
+    Exited {
+        container_id: String,
+        code: u32,
+        exited_at: i64,
+    },
+    Oom {
+        container_id: String,
+    },
+}
+
+/// containerd filters: task exits and OOMs in our namespace (a filter list is an OR, the
+/// comma inside one filter an AND).
+pub(crate) fn filters(namespace: &str) -> Vec<String> {
+    [TOPIC_EXIT, TOPIC_OOM]
+        .iter()
+        .map(|topic| format!("topic==\"{topic}\",namespace==\"{namespace}\""))
+        .collect()
+}
+
+/// Decodes an envelope into the event we act on; others (an exec's exit, another
+/// namespace, an unknown payload) are `None`.
+pub(crate) fn decode(envelope: &Envelope, namespace: &str) -> Option<TaskEvent> {
+    if envelope.namespace != namespace {
+        return None;
+    }
+    let any = envelope.event.as_ref()?;
+    match envelope.topic.as_str() {
+        TOPIC_EXIT if any.type_url.ends_with("containerd.events.TaskExit") => {
+            let exit = TaskExit::decode(any.value.as_slice()).ok()?;
+            // An exec process exits with its own id; the task's main process carries the
+            // container's id.
+            (exit.id == exit.container_id).then(|| TaskEvent::Exited {
+                exited_at: nanos(exit.exited_at.as_ref()),
+                container_id: exit.container_id,
+                code: exit.exit_status,
+            })
+        }
+        TOPIC_OOM if any.type_url.ends_with("containerd.events.TaskOOM") => {
+            let oom = TaskOom::decode(any.value.as_slice()).ok()?;
+            Some(TaskEvent::Oom {
+                container_id: oom.container_id,
+            })
+        }
+        _ => None,
+    }
+}
+
+async fn run(weak: Weak<Inner>, namespace: String) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let request = inner.daemon.request(
+            SubscribeRequest {
+                filters: filters(&namespace),
+            },
+            None,
+        );
+        let subscribed = inner.daemon.events().subscribe(request).await;
+        let backend = inner.name.clone();
+        drop(inner);
+        match subscribed {
+            Ok(stream) => {
+                tracing::debug!(%backend, "subscribed to containerd task events");
+                backoff = FIRST_BACKOFF;
+                if !follow(&weak, stream.into_inner(), &namespace).await {
+                    return;
+                }
+                tracing::info!(%backend, "containerd event stream ended; subscribing again");
+            }
+            Err(status) => {
+                tracing::warn!(%backend, error = %status, ?backoff, "subscribing to containerd events");
+            }
+        }
+        if !sleep_while_alive(&weak, backoff).await {
+            return;
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Handles events until the stream ends (`true`) or the backend is dropped (`false`).
+async fn follow(
+    weak: &Weak<Inner>,
+    mut stream: tonic::Streaming<Envelope>,
+    namespace: &str,
+) -> bool {
+    let mut alive = tokio::time::interval(ALIVE_CHECK);
+    loop {
+        let envelope = tokio::select! {
+            next = stream.message() => next,
+            _ = alive.tick() => {
+                if weak.strong_count() == 0 {
+                    return false;
+                }
+                continue;
+            }
+        };
+        let envelope = match envelope {
+            Ok(Some(envelope)) => envelope,
+            Ok(None) => return true,
+            Err(status) => {
+                tracing::warn!(error = %status, "containerd event stream failed");
+                return true;
+            }
+        };
+        let Some(event) = decode(&envelope, namespace) else {
+            continue;
+        };
+        let Some(inner) = weak.upgrade() else {
+            return false;
+        };
+        handle(&inner, event).await;
+    }
+}
+
+async fn sleep_while_alive(weak: &Weak<Inner>, pause: Duration) -> bool {
+    tokio::time::sleep(pause).await;
+    weak.strong_count() > 0
+}
+
+async fn handle(inner: &Inner, event: TaskEvent) {
+    match event {
+        TaskEvent::Oom { container_id } => {
+            if container_record(inner, &container_id).await.is_none() {
+                return;
+            }
+            tracing::info!(backend = %inner.name, container = %container_id, "container OOM-killed");
+            if let Err(e) = record_oom(inner, &container_id).await {
+                tracing::warn!(backend = %inner.name, container = %container_id, error = %e, "recording OOM kill");
+            }
+        }
+        TaskEvent::Exited {
+            container_id,
+            code,
+            exited_at,
+        } => {
+            let Some(rec) = container_record(inner, &container_id).await else {
+                return;
+            };
+            tracing::debug!(backend = %inner.name, container = %container_id, code, exited_at, "container exited");
+            events::emit(inner, &rec.id, &rec.sandbox_id, ContainerEventKind::Stopped).await;
+        }
+    }
+}
+
+/// The record of crimux container `id`; `None` for anything else (a sandbox's pause,
+/// someone else's container, one removed meanwhile).
+async fn container_record(inner: &Inner, id: &str) -> Option<ContainerRecord> {
+    match record::record(inner, &ContainerId::from(id)).await {
+        Ok(r) => Some(r),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => {
+            tracing::warn!(backend = %inner.name, container = id, error = %e, "reading container record");
+            None
+        }
+    }
+}
+
+/// Marks the container OOM-killed in its record, where ContainerStatus reads it. The
+/// container's lock keeps a concurrent start or update from writing back an older record;
+/// a stop can hold it for its whole grace period (and writes no record), so after
+/// [`LOCK_WAIT`] we go ahead rather than hold up every other event.
+async fn record_oom(inner: &Inner, id: &str) -> Result<()> {
+    let id = ContainerId::from(id);
+    let locked = tokio::time::timeout(LOCK_WAIT, lock::lock(&inner.runtime.state_dir, id.as_str()));
+    let _me = match locked.await {
+        Ok(held) => Some(held),
+        Err(_) => {
+            tracing::debug!(container = %id, "container busy; recording its OOM kill unlocked");
+            None
+        }
+    };
+    let mut rec = record::record(inner, &id).await?;
+    if !rec.oom_killed {
+        rec.oom_killed = true;
+        record::save(inner, &rec).await?;
+    }
+    Ok(())
+}
+
+/// The namespace our requests carry, for matching envelopes.
+fn namespace_of(inner: &Inner) -> String {
+    inner
+        .daemon
+        .request((), None)
+        .metadata()
+        .get("containerd-namespace")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(topic: &str, type_url: &str, value: Vec<u8>, namespace: &str) -> Envelope {
+        Envelope {
+            timestamp: None,
+            namespace: namespace.into(),
+            topic: topic.into(),
+            event: Some(prost_types::Any {
+                type_url: type_url.into(),
+                value,
+            }),
+        }
+    }
+
+    fn exit(container: &str, process: &str) -> Vec<u8> {
+        TaskExit {
+            container_id: container.into(),
+            id: process.into(),
+            pid: 42,
+            exit_status: 137,
+            exited_at: Some(prost_types::Timestamp {
+                seconds: 3,
+                nanos: 4,
+            }),
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn main_process_exits_and_ooms_are_decoded() {
+        let e = envelope(
+            TOPIC_EXIT,
+            "containerd.events.TaskExit",
+            exit("c1", "c1"),
+            "ns",
+        );
+        assert_eq!(
+            decode(&e, "ns"),
+            Some(TaskEvent::Exited {
+                container_id: "c1".into(),
+                code: 137,
+                exited_at: 3_000_000_004,
+            })
+        );
+        let oom = TaskOom {
+            container_id: "c2".into(),
+        }
+        .encode_to_vec();
+        let e = envelope(TOPIC_OOM, "containerd.events.TaskOOM", oom, "ns");
+        assert_eq!(
+            decode(&e, "ns"),
+            Some(TaskEvent::Oom {
+                container_id: "c2".into()
+            })
+        );
+    }
+
+    #[test]
+    fn exec_exits_other_namespaces_and_garbage_are_ignored() {
+        let exec = envelope(
+            TOPIC_EXIT,
+            "containerd.events.TaskExit",
+            exit("c1", "crimux-exec-1"),
+            "ns",
+        );
+        assert_eq!(decode(&exec, "ns"), None);
+        let other = envelope(
+            TOPIC_EXIT,
+            "containerd.events.TaskExit",
+            exit("c1", "c1"),
+            "x",
+        );
+        assert_eq!(decode(&other, "ns"), None);
+        let garbage = envelope(TOPIC_EXIT, "containerd.events.TaskExit", vec![0xff], "ns");
+        assert_eq!(decode(&garbage, "ns"), None);
+        let wrong = envelope(
+            TOPIC_EXIT,
+            "containerd.events.TaskCreate",
+            exit("c", "c"),
+            "ns",
+        );
+        assert_eq!(decode(&wrong, "ns"), None);
+    }
+
+    #[test]
+    fn filters_select_topics_in_our_namespace() {
+        assert_eq!(
+            filters("k8s.io"),
+            [
+                "topic==\"/tasks/exit\",namespace==\"k8s.io\"",
+                "topic==\"/tasks/oom\",namespace==\"k8s.io\"",
+            ]
+        );
+    }
+}

@@ -1,0 +1,146 @@
+//! runc v2 runtime options: the operator writes them as a TOML table (rendered to JSON in
+//! crimux's config, keys as containerd spells them: `BinaryName`, `SystemdCgroup`, ...);
+//! the shim reads the protobuf message `containerd.runc.v1.Options`.
+
+use crimux_core::{Error, Result};
+use serde_json::Value;
+
+/// `type_url` the runc shim decodes its options from.
+pub(crate) const RUNC_OPTIONS_TYPE_URL: &str = "containerd.runc.v1.Options";
+
+/// `containerd.runc.v1.Options`, written here from its field numbers.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct RuncOptions {
+    #[prost(bool, tag = "1")]
+    pub no_pivot_root: bool,
+    #[prost(bool, tag = "2")]
+    pub no_new_keyring: bool,
+    #[prost(string, tag = "3")]
+    pub shim_cgroup: String,
+    #[prost(uint32, tag = "4")]
+    pub io_uid: u32,
+    #[prost(uint32, tag = "5")]
+    pub io_gid: u32,
+    #[prost(string, tag = "6")]
+    pub binary_name: String,
+    #[prost(string, tag = "7")]
+    pub root: String,
+    #[prost(bool, tag = "9")]
+    pub systemd_cgroup: bool,
+    #[prost(string, tag = "10")]
+    pub criu_image_path: String,
+    #[prost(string, tag = "11")]
+    pub criu_work_path: String,
+}
+
+fn want_bool(key: &str, v: &Value) -> Result<bool> {
+    v.as_bool()
+        .ok_or_else(|| Error::InvalidArgument(format!("runtime option {key} must be a boolean")))
+}
+
+fn want_string(key: &str, v: &Value) -> Result<String> {
+    v.as_str()
+        .map(String::from)
+        .ok_or_else(|| Error::InvalidArgument(format!("runtime option {key} must be a string")))
+}
+
+fn want_u32(key: &str, v: &Value) -> Result<u32> {
+    v.as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| Error::InvalidArgument(format!("runtime option {key} must be a uid/gid")))
+}
+
+/// Parses the operator's options for a runc runtime.
+pub(crate) fn parse(json: &str) -> Result<RuncOptions> {
+    let value: Value = serde_json::from_str(json)
+        .map_err(|e| Error::InvalidArgument(format!("runtime options are not JSON: {e}")))?;
+    let Value::Object(map) = value else {
+        return Err(Error::InvalidArgument(
+            "runtime options must be a table".into(),
+        ));
+    };
+    let mut o = RuncOptions::default();
+    for (key, v) in &map {
+        // `BinaryName`, `binary_name` and `binaryname` all name the same field.
+        let norm: String = key
+            .chars()
+            .filter(|c| *c != '_')
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        match norm.as_str() {
+            "nopivotroot" => o.no_pivot_root = want_bool(key, v)?,
+            "nonewkeyring" => o.no_new_keyring = want_bool(key, v)?,
+            "shimcgroup" => o.shim_cgroup = want_string(key, v)?,
+            "iouid" => o.io_uid = want_u32(key, v)?,
+            "iogid" => o.io_gid = want_u32(key, v)?,
+            "binaryname" => o.binary_name = want_string(key, v)?,
+            "root" => o.root = want_string(key, v)?,
+            "systemdcgroup" => o.systemd_cgroup = want_bool(key, v)?,
+            "criuimagepath" => o.criu_image_path = want_string(key, v)?,
+            "criuworkpath" => o.criu_work_path = want_string(key, v)?,
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "unsupported runc runtime option {key:?}"
+                )))
+            }
+        }
+    }
+    Ok(o)
+}
+
+/// The `Runtime.options` of a container object: `None` without options; runc options
+/// encoded for the shim; options for other runtimes are refused, since crimux cannot
+/// encode them.
+pub(crate) fn options_any(runtime_type: &str, json: &str) -> Result<Option<prost_types::Any>> {
+    if json.trim().is_empty() || json.trim() == "{}" {
+        return Ok(None);
+    }
+    if !runtime_type.starts_with("io.containerd.runc.") {
+        return Err(Error::InvalidArgument(format!(
+            "runtime options for {runtime_type} are not supported"
+        )));
+    }
+    let options = parse(json)?;
+    Ok(Some(prost_types::Any {
+        type_url: RUNC_OPTIONS_TYPE_URL.to_string(),
+        value: prost::Message::encode_to_vec(&options),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_runc_options() {
+        assert_eq!(
+            options_any("io.containerd.runc.v2", "").expect("empty"),
+            None
+        );
+        let any = options_any(
+            "io.containerd.runc.v2",
+            r#"{"BinaryName":"/usr/bin/crun","SystemdCgroup":true}"#,
+        )
+        .expect("options")
+        .expect("some");
+        assert_eq!(any.type_url, RUNC_OPTIONS_TYPE_URL);
+        let back: RuncOptions = prost::Message::decode(&any.value[..]).expect("decode");
+        assert_eq!(back.binary_name, "/usr/bin/crun");
+        assert!(back.systemd_cgroup);
+        // field 6 (string) then field 9 (varint), as containerd's Go encoder writes them.
+        assert_eq!(any.value[0], 6 << 3 | 2);
+    }
+
+    #[test]
+    fn refuses_unknown_or_mistyped_options() {
+        for (rt, json) in [
+            ("io.containerd.runc.v2", r#"{"Nope":1}"#),
+            ("io.containerd.runc.v2", r#"{"SystemdCgroup":"yes"}"#),
+            ("io.containerd.runc.v2", "[1]"),
+            ("io.containerd.runhcs.v1", r#"{"Debug":true}"#),
+        ] {
+            let err = options_any(rt, json).expect_err(json);
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{json}");
+        }
+    }
+}
