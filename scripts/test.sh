@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Builds and tests everything, as CI does (.ci/run calls this):
+#   1. installs missing packages (scripts/install-deps.sh)
+#   2. builds the test images (tests/harness/build-images.sh; cached by a stamp)
+#   3. cargo build, then cargo test --workspace: unit tests and the integration tests, which
+#      start private containerd, registry and crimux daemons (root is required)
+#   4. cargo check for x86_64-pc-windows-gnu, when that target is installed
+# Exits non-zero on the first failure. Extra arguments go to `cargo test` (after --, they
+# go to the test binaries: scripts/test.sh -- --test-threads=1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WINDOWS_TARGET=x86_64-pc-windows-gnu
+step() { echo "==> $*" >&2; }
+warn() {
+    echo "" >&2
+    echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2
+    echo "!! WARNING: $*" >&2
+    echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2
+    echo "" >&2
+}
+
+start=$(date +%s)
+
+step "installing dependencies"
+bash scripts/install-deps.sh
+if ! command -v cargo >/dev/null && [ -f "$HOME/.cargo/env" ]; then
+    # shellcheck disable=SC1091
+    . "$HOME/.cargo/env"
+fi
+# containerd, runc and friends live in sbin, which a non-login shell may not have on PATH.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "scripts/test.sh: the integration tests start containerd, which needs root" >&2
+    exit 1
+fi
+
+step "building test images"
+bash tests/harness/build-images.sh "${CARGO_TARGET_DIR:-target}/test-images"
+
+step "cargo build"
+cargo build --workspace --all-targets
+
+step "cargo test"
+cargo test --workspace --no-fail-fast "$@"
+
+if rustup target list --installed 2>/dev/null | grep -qx "$WINDOWS_TARGET"; then
+    step "cargo check --target $WINDOWS_TARGET"
+    cargo check --workspace --target "$WINDOWS_TARGET"
+else
+    warn "rust target $WINDOWS_TARGET not installed: the Windows build was NOT checked"
+fi
+
+echo "scripts/test.sh: all passed in $(($(date +%s) - start)) s" >&2

@@ -1,0 +1,193 @@
+//! The crimux binary under test: a config file, a socket in a tempdir, CRI clients.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::VersionRequest;
+use tonic::transport::{Channel, Endpoint};
+
+use super::process::Daemon;
+
+/// One `[[backend]]` of the config.
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    pub name: String,
+    /// "unix:///path/to/containerd.sock"
+    pub address: String,
+    pub namespace: String,
+}
+
+/// What goes into crimux's TOML config. Paths are absolute.
+#[derive(Debug, Clone)]
+pub struct CrimuxConfig {
+    /// Where the config file, socket, root and log go.
+    pub dir: PathBuf,
+    pub sandbox_image: String,
+    /// `[registry] config_path` (a containerd-style certs.d directory), if any.
+    pub registry_config_path: Option<PathBuf>,
+    pub backends: Vec<BackendConfig>,
+    /// Raw TOML appended at the end (for options a test needs that this struct lacks).
+    pub extra_toml: String,
+}
+
+impl CrimuxConfig {
+    /// A config with one backend named "default" on `containerd_address`, namespace k8s.io.
+    pub fn new(dir: &Path, containerd_address: &str) -> CrimuxConfig {
+        CrimuxConfig {
+            dir: dir.to_path_buf(),
+            sandbox_image: "registry.k8s.io/pause:3.10".to_string(),
+            registry_config_path: None,
+            backends: vec![BackendConfig {
+                name: "default".to_string(),
+                address: containerd_address.to_string(),
+                namespace: "k8s.io".to_string(),
+            }],
+            extra_toml: String::new(),
+        }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("crimux.sock")
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+
+    pub fn to_toml(&self) -> String {
+        let mut toml = format!(
+            "listen = {:?}\nroot = {:?}\nsandbox_image = {:?}\n",
+            self.socket().display().to_string(),
+            self.root().display().to_string(),
+            self.sandbox_image
+        );
+        if let Some(path) = &self.registry_config_path {
+            toml.push_str(&format!(
+                "\n[registry]\nconfig_path = {:?}\n",
+                path.display().to_string()
+            ));
+        }
+        for backend in &self.backends {
+            toml.push_str(&format!(
+                "\n[[backend]]\nname = {:?}\naddress = {:?}\nnamespace = {:?}\n",
+                backend.name, backend.address, backend.namespace
+            ));
+        }
+        if !self.extra_toml.is_empty() {
+            toml.push('\n');
+            toml.push_str(&self.extra_toml);
+            toml.push('\n');
+        }
+        toml
+    }
+}
+
+pub struct Crimux {
+    daemon: Daemon,
+    config: CrimuxConfig,
+}
+
+impl Crimux {
+    /// Writes the config, starts the binary and waits until the socket answers Version.
+    pub async fn start(config: CrimuxConfig) -> Crimux {
+        std::fs::create_dir_all(&config.dir).expect("create crimux dir");
+        let config_path = config.dir.join("crimux.toml");
+        std::fs::write(&config_path, config.to_toml()).expect("write crimux config");
+        let daemon = Daemon::start(
+            "crimux",
+            &binary(),
+            &["--config", &config_path.to_string_lossy()],
+            &config.dir.join("crimux.log"),
+        );
+        let crimux = Crimux { daemon, config };
+        crimux.wait_ready(Duration::from_secs(30)).await;
+        crimux
+    }
+
+    async fn wait_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut last_err = String::from("socket not created");
+        loop {
+            self.daemon.assert_running();
+            if self.config.socket().exists() {
+                match try_connect(&self.config.socket()).await {
+                    Ok(channel) => {
+                        let mut client = RuntimeServiceClient::new(channel);
+                        match client.version(VersionRequest::default()).await {
+                            Ok(_) => return,
+                            Err(status) => last_err = format!("Version: {status:?}"),
+                        }
+                    }
+                    Err(e) => last_err = e,
+                }
+            }
+            if Instant::now() > deadline {
+                self.daemon.dump_log();
+                panic!("crimux did not answer Version within {timeout:?}: {last_err}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn config(&self) -> &CrimuxConfig {
+        &self.config
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.config.socket()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.daemon.pid()
+    }
+
+    /// What crimux wrote to stdout/stderr so far.
+    pub fn log(&self) -> String {
+        self.daemon.log()
+    }
+
+    pub fn dump_log(&self) {
+        self.daemon.dump_log();
+    }
+
+    /// SIGTERM and wait (also done on drop).
+    pub fn stop(&self) {
+        self.daemon.stop();
+    }
+
+    pub async fn images(&self) -> ImageServiceClient<Channel> {
+        ImageServiceClient::new(connect(&self.socket()).await)
+    }
+
+    pub async fn runtime(&self) -> RuntimeServiceClient<Channel> {
+        RuntimeServiceClient::new(connect(&self.socket()).await)
+    }
+}
+
+/// The crimux binary under test: `$CRIMUX_BIN` if set, else the one cargo built for the tests.
+pub fn binary() -> String {
+    std::env::var("CRIMUX_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_crimux").to_string())
+}
+
+/// A gRPC channel over a unix socket. Calls time out after 120 s so a hung RPC fails the test
+/// instead of hanging CI.
+pub async fn connect(socket: &Path) -> Channel {
+    try_connect(socket).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub async fn try_connect(socket: &Path) -> Result<Channel, String> {
+    let path = socket.to_path_buf();
+    Endpoint::from_static("http://crimux.invalid")
+        .timeout(Duration::from_secs(120))
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }))
+        .await
+        .map_err(|e| format!("connect to {}: {e}", socket.display()))
+}
