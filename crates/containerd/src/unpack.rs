@@ -123,18 +123,21 @@ async fn apply_layer(
         },
         Some(lease),
     );
-    let mounts = daemon
-        .snapshots()
-        .prepare(prepare)
-        .await
-        .map_err(|s| {
-            Error::backend(
+    let mounts = match daemon.snapshots().prepare(prepare).await {
+        Ok(reply) => reply.into_inner().mounts,
+        // The `containerd.io/snapshot.ref` label makes containerd refuse the prepare when the
+        // target chain was committed meanwhile (a concurrent pull of another image sharing
+        // this layer): that layer is unpacked, so hold it like one found by Stat.
+        Err(status) if is_already_exists(&status) => {
+            return hold(daemon, lease, snapshotter, chain).await;
+        }
+        Err(status) => {
+            return Err(Error::backend(
                 format!("preparing snapshot for layer {}", layer.blob.digest),
-                s,
-            )
-        })?
-        .into_inner()
-        .mounts;
+                status,
+            ))
+        }
+    };
 
     let outcome = apply_and_commit(daemon, lease, snapshotter, layer, chain, &key, mounts).await;
     match outcome {
