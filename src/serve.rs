@@ -61,9 +61,11 @@ pub async fn run(config: Config) -> Result<(), Failure> {
             .map_err(startup)?;
         backends.push(backend);
     }
-    let dispatcher = Dispatcher::new(backends)
+    // Routes live under the root; reconciling with the backends repairs a lost file.
+    let dispatcher = Dispatcher::new(backends, Some(config.root.clone()))
         .map_err(|e| anyhow!("backend: {e}"))
         .map_err(startup)?;
+    dispatcher.reconcile().await;
     let server = CriServer::new(Arc::new(dispatcher));
 
     listener

@@ -27,8 +27,7 @@ use crimux_dispatch::Dispatcher;
 
 pub use image_service::CriImageService;
 pub use runtime_service::{
-    CriRuntimeService, KUBELET_API_VERSION, NETWORK_NOT_READY_MESSAGE, NETWORK_NOT_READY_REASON,
-    RUNTIME_API_VERSION, RUNTIME_NAME,
+    CriRuntimeService, KUBELET_API_VERSION, RUNTIME_API_VERSION, RUNTIME_NAME,
 };
 
 /// Largest CRI message accepted or sent. kubelet allows 16 MiB; tonic's default of 4 MiB
@@ -39,11 +38,17 @@ pub const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
 #[derive(Clone, Debug)]
 pub struct CriServer {
     dispatcher: Arc<Dispatcher>,
+    /// Turns true when serving should stop: open GetContainerEvents streams end then, so
+    /// a graceful shutdown does not wait on a kubelet that never hangs up.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl CriServer {
     pub fn new(dispatcher: Arc<Dispatcher>) -> Self {
-        CriServer { dispatcher }
+        CriServer {
+            dispatcher,
+            closing: tokio::sync::watch::channel(false).0,
+        }
     }
 
     pub fn dispatcher(&self) -> &Arc<Dispatcher> {
@@ -51,9 +56,12 @@ impl CriServer {
     }
 
     pub fn runtime_service(&self) -> RuntimeServiceServer<CriRuntimeService> {
-        RuntimeServiceServer::new(CriRuntimeService::new(self.dispatcher.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_SIZE)
-            .max_encoding_message_size(MAX_MESSAGE_SIZE)
+        RuntimeServiceServer::new(CriRuntimeService::with_closing(
+            self.dispatcher.clone(),
+            self.closing.subscribe(),
+        ))
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE)
     }
 
     pub fn image_service(&self) -> ImageServiceServer<CriImageService> {
@@ -63,7 +71,7 @@ impl CriServer {
     }
 
     /// Serves both services on `incoming` connections until `shutdown` resolves, then
-    /// lets in-flight calls finish.
+    /// ends event streams and lets in-flight calls finish.
     pub async fn serve<I, IO, IE, F>(
         self,
         incoming: I,
@@ -75,6 +83,11 @@ impl CriServer {
         IE: Into<Box<dyn std::error::Error + Send + Sync>>,
         F: Future<Output = ()>,
     {
+        let closing = self.closing.clone();
+        let shutdown = async move {
+            shutdown.await;
+            closing.send_replace(true);
+        };
         Server::builder()
             .add_service(self.runtime_service())
             .add_service(self.image_service())

@@ -7,19 +7,33 @@
 //! - [`routing`]: the pure, synchronous [`Router`] that picks backends.
 //! - [`Dispatcher`]: holds the backends and awaits them, never under a lock.
 //! - `images`: the image calls and their fan-out merges.
+//! - [`routes`]: the durable route table (sandbox → backend, container → sandbox).
+//! - `sandboxes`, `containers`: the pod and container calls, routed by that table.
+//! - `lists`, `status`: the runtime fan-outs (lists, stats, readiness, events).
 //!
 //! Architecture Invariant: this crate knows backends only through `crimux_core` traits;
 //! it knows neither CRI protos nor containerd.
 
+mod containers;
 mod dispatcher;
 mod images;
+mod lists;
+pub mod routes;
 pub mod routing;
+mod sandboxes;
+mod status;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+#[cfg(test)]
+mod runtime_tests;
 #[cfg(test)]
 mod tests;
 
 pub use dispatcher::Dispatcher;
 pub use images::{merge_images, merge_pulls};
+pub use lists::{ContainerFilter, SandboxFilter};
+pub use routes::{RouteTable, SandboxRoute, ROUTES_FILE};
 pub use routing::{BackendIdx, PlacedBy, PodPlacement, Router, OS_ANNOTATION};
+pub use sandboxes::{new_id, PodStatusReport};
+pub use status::{merge_status, BackendReport, NodeStatus};

@@ -6,10 +6,14 @@
 //! backend with no lock held.
 //!
 //! Pod placement, in order: the RuntimeClass handler, the `crimux.io/os` annotation, the
-//! OS learned from an image pulled for that pod uid, then the primary. Containers follow
-//! their pod; that mapping lives with the pod records added by the RuntimeService.
+//! OS learned from an image pulled for that pod uid (or from a container refused for its
+//! image's OS), then the primary. Containers follow their pod; that mapping lives in the
+//! dispatcher's durable route table.
+//!
+//! An unknown RuntimeClass handler is `NotFound` (the handler named is not among those the
+//! node's backends serve; the message lists them), as a missing object would be.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crimux_core::{BackendInfo, BackendRole, Error, ImageId, OsNotSupported, Result};
 
@@ -29,7 +33,7 @@ pub struct PodPlacement<'a> {
     pub name: &'a str,
     /// The RuntimeClass handler; `""` is the default handler.
     pub runtime_handler: &'a str,
-    pub annotations: &'a HashMap<String, String>,
+    pub annotations: &'a BTreeMap<String, String>,
 }
 
 /// Which rule placed a pod; logged, and asserted by tests.
@@ -158,7 +162,7 @@ impl Router {
     }
 
     /// The backend running `os`, the primary when it does.
-    fn backend_for_os(&self, os: &str) -> Option<BackendIdx> {
+    pub fn backend_for_os(&self, os: &str) -> Option<BackendIdx> {
         self.fan_out_order()
             .into_iter()
             .find(|i| self.backends[i.0].platform.os.eq_ignore_ascii_case(os))
@@ -229,6 +233,12 @@ impl Router {
         }
     }
 
+    /// Records an image's OS learned other than by a pull through this router (an image
+    /// status, a backend's own list).
+    pub fn record_image_os(&mut self, id: ImageId, os: &str) {
+        self.image_os.insert(id, os.to_string());
+    }
+
     /// The OS of an image seen in a pull, if any.
     pub fn image_os(&self, id: &ImageId) -> Option<&str> {
         self.image_os.get(id).map(String::as_str)
@@ -237,6 +247,14 @@ impl Router {
     /// The OS learned for a pod uid from its image pulls.
     pub fn pod_os_hint(&self, pod_uid: &str) -> Option<&str> {
         self.pod_os.get(pod_uid).map(String::as_str)
+    }
+
+    /// Records that a pod needs `os`: its next sandbox is placed on a backend running it.
+    pub fn hint_pod(&mut self, pod_uid: &str, os: &str) {
+        if !pod_uid.is_empty() {
+            self.pod_os
+                .insert(pod_uid.to_string(), os.to_ascii_lowercase());
+        }
     }
 
     /// Drops what was learned for a pod, once it is removed.

@@ -1,6 +1,6 @@
 //! Table-driven tests of routing and the image fan-outs, against recording fakes.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crimux_core::{
@@ -25,7 +25,7 @@ fn dispatcher(fakes: &[Arc<FakeBackend>]) -> Dispatcher {
         .iter()
         .map(|f| f.clone() as Arc<dyn Backend>)
         .collect();
-    Dispatcher::new(backends).expect("valid topology")
+    Dispatcher::new(backends, None).expect("valid topology")
 }
 
 fn pull(reference: &str, pod_uid: Option<&str>) -> PullImage {
@@ -102,7 +102,7 @@ fn topology_validation() {
 #[test]
 fn dispatcher_validates_like_router() {
     let a = FakeBackend::delegate("a", "linux").into_arc();
-    let err = Dispatcher::new(vec![a as Arc<dyn Backend>]).expect_err("no primary");
+    let err = Dispatcher::new(vec![a as Arc<dyn Backend>], None).expect_err("no primary");
     assert_eq!(err.code(), Code::InvalidArgument);
 }
 
@@ -194,7 +194,7 @@ fn pod_placement() {
         ),
     ];
     for (name, handler, os, uid, want) in cases {
-        let mut annotations = HashMap::new();
+        let mut annotations = BTreeMap::new();
         if let Some(os) = os {
             annotations.insert(OS_ANNOTATION.to_string(), os.to_string());
         }

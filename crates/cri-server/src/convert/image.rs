@@ -1,4 +1,4 @@
-//! CRI protos to crimux domain types and back. Pure functions, table-tested below.
+//! Images: specs, pulls, images and filesystem usage.
 
 use std::collections::HashMap;
 

@@ -1,15 +1,26 @@
 //! A recording fake backend for unit tests here and in the CRI adapter.
 //!
 //! It holds a "remote" set of pullable images and a "local" store, refuses images of
-//! another OS the way a real backend does, records every call, and can be told to fail.
+//! another OS the way a real backend does, keeps pod sandboxes and containers in memory
+//! (`runtime.rs`), emits container events, records every call, and can be told to fail.
 
+mod runtime;
+
+pub use runtime::FAKE_POD_IP;
+
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::broadcast;
 
+use crimux_core::container::{ContainerConfig, Resources};
+use crimux_core::sandbox::SandboxConfig;
+use crimux_core::status::{BackendStatus, ContainerEvent, ContainerState, SandboxState};
 use crimux_core::{
-    Backend, BackendInfo, BackendRole, Error, FsUsage, Image, ImageBackend, ImageId,
-    OsNotSupported, Platform, PullImage, Result,
+    Backend, BackendInfo, BackendRole, ContainerId, Error, FsUsage, Image, ImageBackend, ImageId,
+    OsNotSupported, Platform, PodSandboxId, PullImage, Result,
 };
 
 /// One call the fake received.
@@ -25,6 +36,59 @@ pub enum Call {
     ListImages,
     RemoveImage(String),
     ImageFsInfo,
+    RunPodSandbox {
+        id: String,
+        /// `namespace/name`.
+        pod: String,
+    },
+    StopPodSandbox(String),
+    RemovePodSandbox(String),
+    PodSandboxStatus(String),
+    ListPodSandboxes,
+    PodSandboxStats(String),
+    CreateContainer {
+        id: String,
+        sandbox_id: String,
+        name: String,
+    },
+    StartContainer(String),
+    StopContainer {
+        id: String,
+        timeout: Duration,
+    },
+    RemoveContainer(String),
+    ContainerStatus(String),
+    ListContainers,
+    UpdateContainerResources {
+        id: String,
+        linux: Option<Resources>,
+    },
+    ReopenContainerLog(String),
+    ExecSync {
+        id: String,
+        cmd: Vec<String>,
+        timeout: Option<Duration>,
+    },
+    ContainerStats(String),
+    Status,
+}
+
+/// A sandbox the fake runs.
+#[derive(Clone, Debug)]
+struct FakeSandbox {
+    config: SandboxConfig,
+    state: SandboxState,
+    created_at: i64,
+}
+
+/// A container the fake runs.
+#[derive(Clone, Debug)]
+struct FakeContainer {
+    sandbox_id: PodSandboxId,
+    config: ContainerConfig,
+    state: ContainerState,
+    created_at: i64,
+    resources: Option<Resources>,
 }
 
 #[derive(Default)]
@@ -35,12 +99,20 @@ struct State {
     calls: Vec<Call>,
     unavailable: bool,
     pull_error: Option<fn() -> Error>,
+    sandboxes: BTreeMap<PodSandboxId, FakeSandbox>,
+    containers: BTreeMap<ContainerId, FakeContainer>,
+    /// Runtime operations (by trait method name) that fail with the built error.
+    failures: HashMap<&'static str, fn() -> Error>,
+    status: Option<BackendStatus>,
+    /// A logical clock for created/started times.
+    clock: i64,
 }
 
 /// A backend that answers from memory.
 pub struct FakeBackend {
     info: BackendInfo,
     state: Mutex<State>,
+    events: broadcast::Sender<ContainerEvent>,
 }
 
 /// An image of `os`/amd64 with the given id and tags, no digests, 1000 bytes.
@@ -68,6 +140,7 @@ impl FakeBackend {
                 runtime_handlers: Vec::new(),
             },
             state: Mutex::new(State::default()),
+            events: broadcast::channel(64).0,
         }
     }
 
@@ -113,6 +186,76 @@ impl FakeBackend {
     /// Makes every later pull fail with the error `make` builds.
     pub fn fail_pulls_with(&self, make: fn() -> Error) {
         self.state().pull_error = Some(make);
+    }
+
+    /// Makes every later call of the runtime method `op` (`"run_pod_sandbox"`,
+    /// `"create_container"`, ...) fail with the error `make` builds.
+    pub fn fail_op_with(&self, op: &'static str, make: fn() -> Error) {
+        self.state().failures.insert(op, make);
+    }
+
+    /// Forgets every `fail_op_with`.
+    pub fn clear_failures(&self) {
+        self.state().failures.clear();
+    }
+
+    /// What `status` answers (default: runtime and network ready).
+    pub fn set_status(&self, status: BackendStatus) {
+        self.state().status = Some(status);
+    }
+
+    /// Puts a ready sandbox in place as if created earlier (or behind crimux's back).
+    pub fn insert_sandbox(&self, id: &str, config: SandboxConfig) {
+        let mut state = self.state();
+        state.clock += 1;
+        let created_at = state.clock;
+        state.sandboxes.insert(
+            PodSandboxId::from(id),
+            FakeSandbox {
+                config,
+                state: SandboxState::Ready,
+                created_at,
+            },
+        );
+    }
+
+    /// Puts a created container in place as if created earlier.
+    pub fn insert_container(&self, id: &str, sandbox_id: &str, config: ContainerConfig) {
+        let mut state = self.state();
+        state.clock += 1;
+        let created_at = state.clock;
+        state.containers.insert(
+            ContainerId::from(id),
+            FakeContainer {
+                sandbox_id: PodSandboxId::from(sandbox_id),
+                config,
+                state: ContainerState::Created,
+                created_at,
+                resources: None,
+            },
+        );
+    }
+
+    /// Ids of the sandboxes the fake holds.
+    pub fn sandbox_ids(&self) -> Vec<String> {
+        self.state().sandboxes.keys().map(|k| k.0.clone()).collect()
+    }
+
+    /// Ids of the containers the fake holds.
+    pub fn container_ids(&self) -> Vec<String> {
+        self.state()
+            .containers
+            .keys()
+            .map(|k| k.0.clone())
+            .collect()
+    }
+
+    /// The state of a sandbox the fake holds.
+    pub fn sandbox_state(&self, id: &str) -> Option<SandboxState> {
+        self.state()
+            .sandboxes
+            .get(&PodSandboxId::from(id))
+            .map(|s| s.state)
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -208,16 +351,12 @@ impl ImageBackend for FakeBackend {
     }
 }
 
-// Runtime traits: not built yet for this backend; each RPC answers Unimplemented.
-#[async_trait]
-impl crimux_core::SandboxBackend for FakeBackend {}
-#[async_trait]
-impl crimux_core::ContainerBackend for FakeBackend {}
-#[async_trait]
-impl crimux_core::StatusBackend for FakeBackend {}
-
 impl Backend for FakeBackend {
     fn info(&self) -> &BackendInfo {
         &self.info
+    }
+
+    fn subscribe_events(&self) -> Option<broadcast::Receiver<ContainerEvent>> {
+        Some(self.events.subscribe())
     }
 }
