@@ -28,6 +28,8 @@ pub struct CrimuxConfig {
     /// `[registry] config_path` (a containerd-style certs.d directory), if any.
     pub registry_config_path: Option<PathBuf>,
     pub backends: Vec<BackendConfig>,
+    /// `[cni] conf_dir` and `bin_dirs`, when a test runs pods.
+    pub cni: Option<(PathBuf, Vec<PathBuf>)>,
     /// Raw TOML appended at the end (for options a test needs that this struct lacks).
     pub extra_toml: String,
 }
@@ -44,6 +46,7 @@ impl CrimuxConfig {
                 address: containerd_address.to_string(),
                 namespace: "k8s.io".to_string(),
             }],
+            cni: None,
             extra_toml: String::new(),
         }
     }
@@ -67,6 +70,13 @@ impl CrimuxConfig {
             toml.push_str(&format!(
                 "\n[registry]\nconfig_path = {:?}\n",
                 path.display().to_string()
+            ));
+        }
+        if let Some((conf_dir, bin_dirs)) = &self.cni {
+            let bin_dirs: Vec<String> = bin_dirs.iter().map(|d| d.display().to_string()).collect();
+            toml.push_str(&format!(
+                "\n[cni]\nconf_dir = {:?}\nbin_dirs = {bin_dirs:?}\n",
+                conf_dir.display().to_string()
             ));
         }
         for backend in &self.backends {
@@ -155,6 +165,24 @@ impl Crimux {
     /// SIGTERM and wait (also done on drop).
     pub fn stop(&self) {
         self.daemon.stop();
+    }
+
+    /// SIGKILL, as a crash would: nothing gets a chance to clean up.
+    pub fn kill(&self) {
+        let pid = self.daemon.pid();
+        if pid != 0 {
+            // SAFETY: kill(2) on the pid of our own child, not reaped yet.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+        // Reaps the killed child (its SIGTERM finds it gone).
+        self.daemon.stop();
+    }
+
+    /// Starts crimux again with the same config (root, socket, log file), after
+    /// [`Crimux::kill`] or [`Crimux::stop`].
+    pub async fn restart(&mut self) {
+        self.daemon.stop();
+        *self = Crimux::start(self.config.clone()).await;
     }
 
     pub async fn images(&self) -> ImageServiceClient<Channel> {

@@ -10,6 +10,7 @@ pub mod containerd;
 pub mod crimux;
 pub mod process;
 pub mod registry;
+pub mod runtime;
 pub mod test_images;
 
 use std::future::Future;

@@ -21,6 +21,8 @@
 #   windows:latest               a single manifest whose config says os=windows
 #   withuser:latest              busybox with User=1000:1000
 #   nameduser:latest             busybox with User=nobody
+#   pause:latest                 a static C /pause (gcc -static): sleeps until SIGTERM/SIGINT,
+#                                reaping children meanwhile; the pod sandbox image of the tests
 #   big:latest                   (only with "big") 4 layers of 25 MiB of random data
 set -euo pipefail
 
@@ -29,7 +31,7 @@ WHAT=${2:-standard}
 SCRIPT=$(readlink -f "$0")
 BUSYBOX=$(readlink -f /bin/busybox)
 
-for tool in umoci python3 flock sha256sum; do
+for tool in umoci python3 flock sha256sum gcc; do
     command -v "$tool" >/dev/null || {
         echo "build-images.sh: $tool not installed: run scripts/install-deps.sh" >&2
         exit 1
@@ -214,7 +216,51 @@ build_standard() {
         --tag amd64-only
     make_index "$oci" multiarch-latest \
         "arm64-only linux arm64 v8" "windows-latest windows amd64" "amd64-only linux amd64"
+    build_pause "$oci" "$work"
     rm -rf "$work/rootfs" "$work/l2" "$work/l3" "$work/l4" "$work/l5" "$work/arm64" "$work/win"
+}
+
+# build_pause LAYOUT WORK: tag pause-latest, one layer holding a static /pause that sleeps
+# until SIGTERM/SIGINT and reaps every child that exits meanwhile (it is the pod's PID 1
+# when the pod shares its PID namespace).
+build_pause() {
+    local oci=$1 work=$2
+    mkdir -p "$work/pause"
+    cat >"$work/pause.c" <<'CEOF'
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void quit(int sig) { (void)sig; _exit(0); }
+
+static void reap(int sig) {
+    (void)sig;
+    int saved = errno;
+    while (waitpid(-1, NULL, WNOHANG) > 0) {
+    }
+    errno = saved;
+}
+
+int main(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = quit;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = reap;
+    sa.sa_flags = SA_NOCLDSTOP | SA_RESTART;
+    sigaction(SIGCHLD, &sa, NULL);
+    for (;;) pause();
+}
+CEOF
+    gcc -static -O2 -s -o "$work/pause/pause" "$work/pause.c"
+    umoci new --image "$oci:pause-latest"
+    add_layer "$oci:pause-latest" "$work/pause"
+    umoci config --image "$oci:pause-latest" --config.entrypoint /pause \
+        --config.user 65535:65535 --os linux --architecture amd64
+    rm -rf "$work/pause" "$work/pause.c"
 }
 
 build_big() {
