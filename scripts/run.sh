@@ -42,8 +42,8 @@ if ! command -v cargo >/dev/null && [ -f "$HOME/.cargo/env" ]; then
 fi
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
-say "building crimux (release)"
-cargo build --release --bin crimux
+say "building crimux and its log plugin (release)"
+cargo build --release -p crimux -p crimux-cri-log
 BIN="${CARGO_TARGET_DIR:-target}/release/crimux"
 
 mkdir -p "$STATE"
@@ -100,6 +100,40 @@ EOF
     exit 1
 }
 
+# The node's CNI config when it has one; otherwise a bridge network of our own (crimux0,
+# 10.88.0.0/16, masquerading pod traffic, hostPort through portmap) under the state dir.
+cni_conf_dir() {
+    if ls /etc/cni/net.d/*.conf /etc/cni/net.d/*.conflist /etc/cni/net.d/*.json >/dev/null 2>&1; then
+        echo /etc/cni/net.d
+        return
+    fi
+    local dir=$STATE/net.d
+    mkdir -p "$dir"
+    cat >"$dir/10-crimux.conflist" <<'JSON'
+{
+  "cniVersion": "1.0.0",
+  "name": "crimux",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "crimux0",
+      "isGateway": true,
+      "ipMasq": true,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{ "subnet": "10.88.0.0/16" }]],
+        "routes": [{ "dst": "0.0.0.0/0" }]
+      }
+    },
+    { "type": "portmap", "capabilities": { "portMappings": true } },
+    { "type": "loopback" }
+  ]
+}
+JSON
+    echo "$dir"
+}
+
 # The config crimux runs with: the given one if it names a backend; otherwise the given one
 # (or a new one) plus a backend on --containerd-address or on a private containerd.
 if config_has_backend; then
@@ -123,6 +157,10 @@ sandbox_image = "registry.k8s.io/pause:3.10"
 
 [registry]
 config_path = "$CERTS_D"
+
+[cni]
+conf_dir = "$(cni_conf_dir)"
+bin_dirs = ["/opt/cni/bin", "/usr/lib/cni"]
 EOF
     fi
     [ -n "$ADDRESS" ] || start_private_containerd
