@@ -23,15 +23,26 @@ const LEASE_HEADER: &str = "containerd-lease";
 #[derive(Clone)]
 pub struct Daemon {
     channel: Channel,
-    namespace: MetadataValue<tonic::metadata::Ascii>,
+    namespace: String,
+    /// `namespace` as the header value every request carries.
+    header: MetadataValue<tonic::metadata::Ascii>,
 }
 
 impl Daemon {
     pub fn new(channel: Channel, namespace: &str) -> Result<Daemon> {
-        let namespace = namespace.parse().map_err(|_| {
+        let header = namespace.parse().map_err(|_| {
             Error::InvalidArgument(format!("containerd namespace {namespace:?} is not ASCII"))
         })?;
-        Ok(Daemon { channel, namespace })
+        Ok(Daemon {
+            channel,
+            namespace: namespace.to_string(),
+            header,
+        })
+    }
+
+    /// The containerd namespace every request is in (and every event we want comes from).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
     }
 
     /// A request in our namespace, and in `lease` when given, so that what it creates is
@@ -39,7 +50,7 @@ impl Daemon {
     pub fn request<T>(&self, message: T, lease: Option<&str>) -> Request<T> {
         let mut request = Request::new(message);
         let metadata = request.metadata_mut();
-        metadata.insert(NAMESPACE_HEADER, self.namespace.clone());
+        metadata.insert(NAMESPACE_HEADER, self.header.clone());
         if let Some(lease) = lease.and_then(|l| l.parse().ok()) {
             metadata.insert(LEASE_HEADER, lease);
         }

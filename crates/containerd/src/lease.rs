@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use containerd_client::services::v1::{AddResourceRequest, CreateRequest, DeleteRequest, Resource};
 use crimux_core::{Error, Result};
+use crimux_cri_log::Timestamp;
 use rand::Rng;
 
 use crate::client::{is_not_found, Daemon};
@@ -78,32 +79,16 @@ pub async fn hold_content(daemon: &Daemon, id: &str, digest: &str) -> Result<()>
 /// Formats a time as RFC 3339 in UTC (`2024-01-31T12:00:00Z`), as containerd parses
 /// `gc.expire`.
 pub fn rfc3339(time: SystemTime) -> String {
+    // Whole seconds, so the form has no fraction (what the CRI log format writes too).
     let secs = time
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or_default();
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    match Timestamp::from_unix(secs, 0) {
+        Some(t) => t.to_string(),
+        // Past year 9999: no lease lives that long anyway.
+        None => "9999-12-31T23:59:59Z".to_string(),
+    }
 }
 
 #[cfg(test)]

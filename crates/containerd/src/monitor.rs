@@ -20,8 +20,9 @@ use crimux_core::{ContainerId, Result};
 use prost::Message;
 
 use crate::backend::Inner;
+use crate::container::events;
 use crate::container::record::{self, ContainerRecord};
-use crate::container::{events, lock};
+use crate::runtime::lock::lock_container;
 use crate::runtime::task::nanos;
 
 const TOPIC_EXIT: &str = "/tasks/exit";
@@ -35,7 +36,7 @@ const ALIVE_CHECK: Duration = Duration::from_secs(2);
 
 /// Starts the monitor of `inner`'s daemon; it ends when the last `Arc<Inner>` is dropped.
 pub(crate) fn spawn(inner: &Arc<Inner>) {
-    let namespace = namespace_of(inner);
+    let namespace = inner.daemon.namespace().to_string();
     let weak = Arc::downgrade(inner);
     tokio::spawn(run(weak, namespace));
 }
@@ -208,7 +209,10 @@ async fn container_record(inner: &Inner, id: &str) -> Option<ContainerRecord> {
 /// [`LOCK_WAIT`] we go ahead rather than hold up every other event.
 async fn record_oom(inner: &Inner, id: &str) -> Result<()> {
     let id = ContainerId::from(id);
-    let locked = tokio::time::timeout(LOCK_WAIT, lock::lock(&inner.runtime.state_dir, id.as_str()));
+    let locked = tokio::time::timeout(
+        LOCK_WAIT,
+        lock_container(&inner.runtime.state_dir, id.as_str()),
+    );
     let _me = match locked.await {
         Ok(held) => Some(held),
         Err(_) => {
@@ -222,18 +226,6 @@ async fn record_oom(inner: &Inner, id: &str) -> Result<()> {
         record::save(inner, &rec).await?;
     }
     Ok(())
-}
-
-/// The namespace our requests carry, for matching envelopes.
-fn namespace_of(inner: &Inner) -> String {
-    inner
-        .daemon
-        .request((), None)
-        .metadata()
-        .get("containerd-namespace")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
 }
 
 #[cfg(test)]

@@ -4,33 +4,19 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use crimux_core::container::{ContainerConfig, ProfileType};
+use crimux_core::container::ContainerConfig;
 use crimux_core::sandbox::{NamespaceMode, SandboxConfig};
 use crimux_core::status::{ContainerEventKind, ResolvedUser};
 use crimux_core::{ContainerId, Error, PodSandboxId, Result};
 use crimux_spec::linux::{container_spec, ContainerSpecInput, PodFiles};
 
 use super::record::{container_dir, list_records, ContainerRecord};
-use super::{events, lock, rootfs};
+use super::{events, rootfs};
 use crate::backend::Inner;
+use crate::runtime::lock::{lock_container, lock_pod};
 use crate::runtime::object::{self, NewObject};
 use crate::runtime::{host, image, task};
 use crate::sandbox::record::{load_sandbox, sandbox_pid, SandboxRecord};
-
-/// Container ids become file names and containerd ids: one safe path component.
-pub(crate) fn check_id(id: &str) -> Result<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 76
-        && !id.starts_with(['.', '-', '_'])
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(format!("bad container id {id:?}")))
-    }
-}
 
 /// The absolute log file: `log_path` below the pod's `log_directory`. `None` when either
 /// is empty (the container's output is then discarded, as containerd does).
@@ -57,24 +43,6 @@ pub(crate) fn log_file(log_directory: &str, log_path: &str) -> Result<Option<Pat
 
 fn stop_signal(config: &crimux_spec::ImageConfig) -> Option<String> {
     config.stop_signal.clone().filter(|s| !s.trim().is_empty())
-}
-
-async fn read_seccomp(config: &ContainerConfig) -> Result<Option<String>> {
-    let profile = config
-        .linux
-        .as_ref()
-        .and_then(|l| l.security.as_ref())
-        .and_then(|s| s.seccomp.as_ref())
-        .filter(|p| p.profile_type == ProfileType::Localhost);
-    let Some(profile) = profile else {
-        return Ok(None);
-    };
-    tokio::fs::read_to_string(&profile.localhost_ref)
-        .await
-        .map(Some)
-        .map_err(|e| {
-            Error::InvalidArgument(format!("seccomp profile {:?}: {e}", profile.localhost_ref))
-        })
 }
 
 /// The pid of the container a `Target` pid namespace names.
@@ -107,12 +75,19 @@ pub(crate) async fn create(
     config: &ContainerConfig,
     sandbox_config: &SandboxConfig,
 ) -> Result<()> {
-    check_id(id.as_str())?;
+    object::check_id(id.as_str(), "container")?;
     if config.metadata.name.is_empty() {
         return Err(Error::InvalidArgument(
             "container metadata.name must not be empty".into(),
         ));
     }
+    // The pod's lock, held until the object exists: a StopPodSandbox or RemovePodSandbox
+    // of the pod runs either before (and the pod is then not ready or gone below) or after
+    // (and stops or removes this container too), never in between to leave an orphan.
+    // It also makes creates in one pod take turns, so the name check below cannot race.
+    // The pod's lock comes before the container's, as everywhere.
+    let _pod = lock_pod(&inner.runtime.state_dir, sandbox_id.as_str()).await;
+    let _me = lock_container(&inner.runtime.state_dir, id.as_str()).await;
     let sandbox = load_sandbox(inner, sandbox_id).await?;
     let Some(pause_pid) = sandbox_pid(inner, sandbox_id).await? else {
         return Err(Error::FailedPrecondition(format!(
@@ -120,19 +95,8 @@ pub(crate) async fn create(
         )));
     };
     let log_path = log_file(&sandbox_config.log_directory, &config.log_path)?;
-    // One create at a time per pod, so the name check below cannot race.
-    let _pod = lock::lock(&inner.runtime.state_dir, &format!("create/{sandbox_id}")).await;
-    let _me = lock::lock(&inner.runtime.state_dir, id.as_str()).await;
 
-    match object::get(inner, id.as_str()).await {
-        Ok(_) => {
-            return Err(Error::AlreadyExists(format!(
-                "container {id} exists already"
-            )))
-        }
-        Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(e),
-    }
+    object::check_absent(inner, id.as_str(), "container").await?;
     if let Some(other) = list_records(inner)
         .await?
         .into_iter()
@@ -155,7 +119,14 @@ pub(crate) async fn create(
             image.name, image.platform.os, inner.platform.os
         )));
     }
-    let seccomp = read_seccomp(config).await?;
+    let seccomp = host::localhost_seccomp(
+        config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security.as_ref())
+            .and_then(|s| s.seccomp.as_ref()),
+    )
+    .await?;
     let devices = rootfs::devices(&config.devices)?;
     let privileged = config
         .linux
@@ -217,7 +188,7 @@ pub(crate) async fn create(
             id: id.clone(),
             sandbox_id: sandbox_id.clone(),
             config: config.clone(),
-            created_at: super::now_nanos(),
+            created_at: crate::runtime::now_nanos(),
             started_at: 0,
             image_name: image.name.clone(),
             image_id: image.id.clone(),
@@ -335,13 +306,5 @@ mod tests {
             assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad}");
         }
         assert!(log_file("relative", "c.log").is_err());
-    }
-
-    #[test]
-    fn ids_are_one_path_component() {
-        assert!(check_id(&"a".repeat(64)).is_ok());
-        for bad in ["", "..", "a/b", ".x"] {
-            assert!(check_id(bad).is_err(), "{bad:?}");
-        }
     }
 }

@@ -27,7 +27,7 @@ pub(crate) async fn emit(
     let event = ContainerEvent {
         container_id: id.clone(),
         kind,
-        created_at: super::now_nanos(),
+        created_at: crate::runtime::now_nanos(),
         sandbox: None,
         containers,
     };

@@ -4,12 +4,11 @@
 //! One file per operation: `create`, `start`, `stop` (stop and remove), `status` (status
 //! and list), `update` (resources and log reopening); `record` is the durable state,
 //! `rootfs` reads what specs need from images and the host, `events` feeds
-//! GetContainerEvents and `lock` serialises work on one container.
+//! GetContainerEvents; `crate::runtime::lock` serialises work on one container.
 
 pub(crate) mod create;
 pub(crate) mod events;
 pub(crate) mod exec;
-pub(crate) mod lock;
 pub(crate) mod record;
 pub(crate) mod rootfs;
 pub(crate) mod start;
@@ -18,7 +17,7 @@ pub(crate) mod status;
 pub(crate) mod stop;
 pub(crate) mod update;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use crimux_core::container::{ContainerConfig, Resources, WindowsResources};
@@ -27,14 +26,6 @@ use crimux_core::status::{ContainerStats, ContainerStatus, ContainerSummary, Exe
 use crimux_core::{ContainerId, PodSandboxId, Result};
 
 use crate::ContainerdBackend;
-
-/// Now, in Unix nanoseconds.
-pub(crate) fn now_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
-}
 
 #[async_trait]
 impl crimux_core::ContainerBackend for ContainerdBackend {

@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use crimux_core::status::ContainerEventKind;
 use crimux_core::{ContainerId, Error, Result};
 
+use super::events;
 use super::record::{attach_socket, container_dir, log_pidfile, record, save, StartFailure};
-use super::{events, lock};
 use crate::backend::Inner;
 use crate::platform::fifo;
+use crate::runtime::lock::lock_container;
 use crate::runtime::task::{self, Stdio};
 use crate::sandbox::record::sandbox_pid;
 
@@ -113,7 +114,7 @@ async fn stdio(inner: &Inner, id: &str, log_path: &str, tty: bool, stdin: bool) 
 }
 
 pub(crate) async fn start(inner: &Inner, id: &ContainerId) -> Result<()> {
-    let _me = lock::lock(&inner.runtime.state_dir, id.as_str()).await;
+    let _me = lock_container(&inner.runtime.state_dir, id.as_str()).await;
     let mut rec = record(inner, id).await?;
     let t = task::state(inner, id.as_str()).await?;
     if t.is_some() || rec.started_at != 0 || rec.start_failure.is_some() {
@@ -139,7 +140,7 @@ pub(crate) async fn start(inner: &Inner, id: &ContainerId) -> Result<()> {
         .await?;
         task::create(inner, id.as_str(), &io).await?;
         // Stamped before the process runs: a quick exit must not precede its start.
-        let at = super::now_nanos();
+        let at = crate::runtime::now_nanos();
         if let Err(e) = task::start(inner, id.as_str()).await {
             if let Err(undo) = task::delete(inner, id.as_str()).await {
                 tracing::warn!(container = %id, %undo, "rollback: task left behind");
@@ -153,7 +154,7 @@ pub(crate) async fn start(inner: &Inner, id: &ContainerId) -> Result<()> {
         Ok(at) => at,
         Err(e) => {
             rec.start_failure = Some(StartFailure {
-                at: super::now_nanos(),
+                at: crate::runtime::now_nanos(),
                 message: e.to_string(),
             });
             if let Err(save_err) = save(inner, &rec).await {

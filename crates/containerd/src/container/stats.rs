@@ -5,8 +5,6 @@
 //! ship those protos, so the few fields we read are declared here, with the tags of
 //! containerd/cgroups' `metrics.proto`. The writable layer is the snapshot's usage.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use containerd_client::services::v1::snapshots::UsageRequest;
 use containerd_client::services::v1::MetricsRequest;
 use crimux_core::status::ContainerStats;
@@ -15,6 +13,7 @@ use prost::Message;
 
 use crate::backend::Inner;
 use crate::client::is_not_found;
+use crate::runtime::now_nanos;
 use crate::runtime::task::{self, nanos, TaskStatus};
 
 /// `type_url` suffixes of the metrics containerd's runc shim reports.
@@ -144,13 +143,6 @@ async fn snapshot_usage(inner: &Inner, id: &str) -> Result<(u64, u64)> {
         Err(s) if is_not_found(&s) => Ok((0, 0)),
         Err(s) => Err(Error::backend(format!("usage of snapshot {id}"), s)),
     }
-}
-
-fn now_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
 }
 
 /// The fields we read of `io.containerd.cgroups.v1.Metrics` (containerd/cgroups

@@ -11,10 +11,11 @@ use std::time::Duration;
 use crimux_core::status::ContainerEventKind;
 use crimux_core::{ContainerId, Error, Result};
 
+use super::events;
 use super::record::{attach_socket, container_dir, record};
-use super::{events, lock};
 use crate::backend::Inner;
 use crate::platform::signals::{self, SIGKILL, SIGTERM};
+use crate::runtime::lock::lock_container;
 use crate::runtime::{object, task};
 
 /// How long a SIGKILLed task may take to be reaped before we give up on it.
@@ -73,7 +74,7 @@ async fn stop_locked(inner: &Inner, id: &ContainerId, timeout: Duration) -> Resu
 /// The STOPPED event comes from the event monitor, which sees every exit of a task
 /// (stopped by us or not).
 pub(crate) async fn stop(inner: &Inner, id: &ContainerId, timeout: Duration) -> Result<()> {
-    let _me = lock::lock(&inner.runtime.state_dir, id.as_str()).await;
+    let _me = lock_container(&inner.runtime.state_dir, id.as_str()).await;
     stop_locked(inner, id, timeout).await?;
     Ok(())
 }
@@ -87,7 +88,7 @@ async fn remove_dir(dir: &Path) -> Result<()> {
 }
 
 pub(crate) async fn remove(inner: &Inner, id: &ContainerId) -> Result<()> {
-    let _me = lock::lock(&inner.runtime.state_dir, id.as_str()).await;
+    let _me = lock_container(&inner.runtime.state_dir, id.as_str()).await;
     let rec = match record(inner, id).await {
         Ok(r) => Some(r),
         Err(e) if e.is_not_found() => None,

@@ -11,10 +11,10 @@ use crimux_core::{ContainerId, Error, Result};
 use crimux_spec::linux::{container_spec, ContainerSpecInput};
 use oci_spec::runtime::LinuxResources;
 
-use super::lock;
 use super::record::{log_pidfile, record, ContainerRecord};
 use crate::backend::Inner;
 use crate::platform::process;
+use crate::runtime::lock::lock_container;
 use crate::runtime::{host, object, task};
 
 /// The OCI resources `r` stands for on this host, built by the same spec builder as at
@@ -72,7 +72,7 @@ pub(crate) async fn update_resources(
     linux: Option<&Resources>,
     windows: Option<&WindowsResources>,
 ) -> Result<()> {
-    let _me = lock::lock(&inner.runtime.state_dir, id.as_str()).await;
+    let _me = lock_container(&inner.runtime.state_dir, id.as_str()).await;
     let mut rec: ContainerRecord = record(inner, id).await?;
     let object = object::get(inner, id.as_str()).await?;
     let mut spec = object::spec_of(&object)?;

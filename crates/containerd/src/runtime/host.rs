@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
+use crimux_core::container::{ProfileType, SecurityProfile};
+use crimux_core::{Error, Result};
 use crimux_spec::HostInfo;
 
 use crate::backend::Inner;
@@ -19,6 +21,20 @@ pub(crate) fn host_info(inner: &Inner) -> HostInfo {
     };
     info.arch = inner.platform.architecture.clone();
     info
+}
+
+/// The contents of a `Localhost` seccomp profile, which the CRI names by its path on the
+/// node; `None` for another kind of profile or none.
+pub(crate) async fn localhost_seccomp(profile: Option<&SecurityProfile>) -> Result<Option<String>> {
+    let Some(profile) = profile.filter(|p| p.profile_type == ProfileType::Localhost) else {
+        return Ok(None);
+    };
+    tokio::fs::read_to_string(&profile.localhost_ref)
+        .await
+        .map(Some)
+        .map_err(|e| {
+            Error::InvalidArgument(format!("seccomp profile {:?}: {e}", profile.localhost_ref))
+        })
 }
 
 /// Whether the backend's daemon runs on this very host, so its files are ours to read.

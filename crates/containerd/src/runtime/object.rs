@@ -129,7 +129,6 @@ pub(crate) async fn prepare(inner: &Inner, key: &str, parent: &str) -> Result<Pr
 pub(crate) async fn create_prepared(inner: &Inner, new: NewObject<'_>) -> Result<()> {
     let id = new.id;
     let options = super::runc::options_any(new.runtime_type, new.runtime_options_json)?;
-    let (key, type_url, value) = new.extension;
     let container = Container {
         id: id.to_string(),
         labels: new.labels,
@@ -141,13 +140,7 @@ pub(crate) async fn create_prepared(inner: &Inner, new: NewObject<'_>) -> Result
         spec: Some(spec_any(id, new.spec)?),
         snapshotter: inner.snapshotter.clone(),
         snapshot_key: id.to_string(),
-        extensions: HashMap::from([(
-            key.to_string(),
-            prost_types::Any {
-                type_url: type_url.to_string(),
-                value,
-            },
-        )]),
+        extensions: extensions(new.extension),
         ..Default::default()
     };
     let request = inner.daemon.request(
@@ -185,6 +178,33 @@ pub(crate) async fn get(inner: &Inner, id: &str) -> Result<Container> {
     }
 }
 
+/// Pod sandbox and container ids become containerd ids and file names: one safe path
+/// component (letters, digits, `-_.`, not starting with a dot, dash or underscore).
+/// InvalidArgument otherwise, naming the id a `what` (`"container"`, ...).
+pub(crate) fn check_id(id: &str, what: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 76
+        && !id.starts_with(['.', '-', '_'])
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!("bad {what} id {id:?}")))
+    }
+}
+
+/// AlreadyExists when a container object `id` exists, whoever made it (pod sandboxes and
+/// containers share containerd's ids), naming it as `what` (`"pod sandbox"`, ...).
+pub(crate) async fn check_absent(inner: &Inner, id: &str, what: &str) -> Result<()> {
+    match get(inner, id).await {
+        Ok(_) => Err(Error::AlreadyExists(format!("{what} {id} exists already"))),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The OCI spec stored on an object.
 pub(crate) fn spec_of(c: &Container) -> Result<oci_spec::runtime::Spec> {
     let any = c
@@ -210,6 +230,17 @@ pub(crate) async fn load(
             Error::NotFound(format!("container object {id} has no {extension} record"))
         })?;
     Ok((c.labels, ext))
+}
+
+/// The `extensions` map of an object carrying one record: (key, type_url, JSON).
+fn extensions((key, type_url, value): (&str, &str, Vec<u8>)) -> HashMap<String, prost_types::Any> {
+    HashMap::from([(
+        key.to_string(),
+        prost_types::Any {
+            type_url: type_url.to_string(),
+            value,
+        },
+    )])
 }
 
 fn label_filter(labels: &[(&str, &str)]) -> String {
@@ -273,17 +304,10 @@ pub(crate) async fn update(
     extension: (&str, &str, Vec<u8>),
     spec: Option<&oci_spec::runtime::Spec>,
 ) -> Result<()> {
-    let (key, type_url, value) = extension;
-    let mut paths = vec![format!("extensions.{key}")];
+    let mut paths = vec![format!("extensions.{}", extension.0)];
     let mut container = Container {
         id: id.to_string(),
-        extensions: HashMap::from([(
-            key.to_string(),
-            prost_types::Any {
-                type_url: type_url.to_string(),
-                value,
-            },
-        )]),
+        extensions: extensions(extension),
         ..Default::default()
     };
     if let Some(spec) = spec {
@@ -339,6 +363,16 @@ pub(crate) async fn remove(inner: &Inner, id: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_one_safe_path_component() {
+        assert!(check_id(&"a".repeat(64), "container").is_ok());
+        assert!(check_id("a-b_c.1", "container").is_ok());
+        for bad in ["", "..", "a/b", ".x", "-x", "x y", &"a".repeat(77)] {
+            let err = check_id(bad, "pod sandbox").expect_err(bad);
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad:?}");
+        }
+    }
 
     #[test]
     fn label_filters_quote_keys() {

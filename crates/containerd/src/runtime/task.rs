@@ -68,7 +68,7 @@ fn status_of(raw: i32) -> TaskStatus {
 }
 
 /// A task's state from containerd's process message.
-pub(crate) fn state_of(p: &Process) -> TaskState {
+fn state_of(p: &Process) -> TaskState {
     let status = status_of(p.status);
     TaskState {
         status,

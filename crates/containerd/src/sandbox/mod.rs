@@ -2,7 +2,6 @@
 //! the sandbox's files. One file per operation; `record` is what other modules read.
 
 mod files;
-mod lock;
 mod network;
 pub(crate) mod record;
 mod remove;
@@ -12,22 +11,12 @@ mod status;
 mod stop;
 mod undo;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use async_trait::async_trait;
 use crimux_core::sandbox::SandboxConfig;
 use crimux_core::status::{BackendStatus, SandboxStats, SandboxStatus, SandboxSummary};
 use crimux_core::{PodSandboxId, Result};
 
 use crate::ContainerdBackend;
-
-/// Now, in Unix nanoseconds.
-pub(crate) fn now_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
 
 #[async_trait]
 impl crimux_core::SandboxBackend for ContainerdBackend {

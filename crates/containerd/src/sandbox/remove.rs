@@ -6,12 +6,12 @@ use std::path::Path;
 
 use crimux_core::{ContainerBackend, ContainerId, PodSandboxId, Result};
 
-use super::lock::lock_pod;
 use super::record::{load_sandbox, pod_containers};
 use super::run::check_id;
 use super::stop::stop_locked;
 use super::{files, network};
 use crate::backend::Inner;
+use crate::runtime::lock::lock_pod;
 use crate::runtime::object;
 use crate::ContainerdBackend;
 

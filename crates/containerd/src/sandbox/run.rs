@@ -12,14 +12,14 @@ use crimux_core::sandbox::{SandboxConfig, SandboxMetadata};
 use crimux_core::{Error, PodSandboxId, PullImage, Result};
 use crimux_spec::linux::{sandbox_spec, PodFiles, SandboxSpecInput};
 
-use super::lock::{lock_pod, reserve_name};
-use super::record::{list_sandboxes, SandboxRecord, KIND_LABEL, KIND_SANDBOX, SANDBOX_EXTENSION};
+use super::record::{list_sandboxes, SandboxRecord, KIND_LABEL, KIND_SANDBOX};
 use super::undo::Undo;
-use super::{files, network, now_nanos};
+use super::{files, network};
 use crate::backend::Inner;
 use crate::platform::signals::SIGKILL;
 use crate::runtime::image::RunnableImage;
-use crate::runtime::{host, image, object, task};
+use crate::runtime::lock::{lock_pod, reserve_name};
+use crate::runtime::{host, image, now_nanos, object, task};
 use crate::RuntimeHandler;
 
 /// How long a rollback waits for a killed pause to exit before deleting its task.
@@ -51,15 +51,7 @@ async fn run_owned(inner: &Arc<Inner>, id: &PodSandboxId, config: &SandboxConfig
     let _name = reserve_name(&state_dir, &config.metadata)?;
     let _lock = lock_pod(&state_dir, id.as_str()).await;
 
-    match object::load(inner, id.as_str(), SANDBOX_EXTENSION).await {
-        Ok(_) => {
-            return Err(Error::AlreadyExists(format!(
-                "pod sandbox {id} exists already"
-            )))
-        }
-        Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(e),
-    }
+    object::check_absent(inner, id.as_str(), "pod sandbox").await?;
     if let Some(other) = list_sandboxes(inner)
         .await?
         .into_iter()
@@ -143,7 +135,13 @@ async fn create<'a>(
         files: pod_files.clone(),
         image_id: pause.id.clone(),
     };
-    let seccomp_localhost = read_seccomp_profile(config).await?;
+    let seccomp_localhost = host::localhost_seccomp(
+        config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security.seccomp.as_ref()),
+    )
+    .await?;
     let netns_str = netns.as_ref().map(|p| p.to_string_lossy().into_owned());
     let hostname = pod_files.hostname.to_string_lossy();
     let hosts = pod_files.hosts.to_string_lossy();
@@ -242,37 +240,9 @@ async fn pause_image(inner: &Arc<Inner>, pod: &SandboxMetadata) -> Result<Runnab
         .map_err(|e| e.context(format!("sandbox image {name}")))
 }
 
-/// A Localhost seccomp profile's contents, read from the node.
-async fn read_seccomp_profile(config: &SandboxConfig) -> Result<Option<String>> {
-    let profile = config
-        .linux
-        .as_ref()
-        .and_then(|l| l.security.seccomp.as_ref())
-        .filter(|p| p.profile_type == crimux_core::container::ProfileType::Localhost);
-    let Some(profile) = profile else {
-        return Ok(None);
-    };
-    tokio::fs::read_to_string(&profile.localhost_ref)
-        .await
-        .map(Some)
-        .map_err(|e| {
-            Error::InvalidArgument(format!("seccomp profile {:?}: {e}", profile.localhost_ref))
-        })
-}
-
 /// Sandbox ids become file names and containerd ids: one safe path component.
 pub(crate) fn check_id(id: &PodSandboxId) -> Result<()> {
-    let s = id.as_str();
-    let ok = !s.is_empty()
-        && s.len() <= 76
-        && !s.starts_with(['.', '-', '_'])
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(format!("bad pod sandbox id {s:?}")))
-    }
+    object::check_id(id.as_str(), "pod sandbox")
 }
 
 fn validate_metadata(meta: &SandboxMetadata) -> Result<()> {

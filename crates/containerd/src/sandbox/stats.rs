@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use crimux_core::status::{ContainerStats, SandboxStats};
 use crimux_core::{ContainerId, PodSandboxId, Result};
 
-use super::now_nanos;
 use super::record::{load_sandbox, pod_containers, sandbox_pid};
 use crate::backend::Inner;
 use crate::container::stats::container_stats;
 use crate::runtime::host;
+use crate::runtime::now_nanos;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use containerd_client::services::v1::ListTasksRequest;
 use crimux_core::status::{BackendStatus, SandboxState, SandboxStatus, SandboxSummary};
 use crimux_core::{PodSandboxId, Result};
 use serde_json::json;
@@ -120,41 +119,10 @@ fn verbose_info(
 /// Every sandbox with its state: one containerd List for the records, one for the tasks.
 pub(crate) async fn list(inner: &Inner) -> Result<Vec<SandboxSummary>> {
     let records = list_sandboxes(inner).await?;
-    let tasks = task_states(inner).await?;
+    let tasks: HashMap<String, TaskState> = task::list(inner).await?.into_iter().collect();
     Ok(records
         .iter()
         .map(|r| summary(r, state_of(tasks.get(r.id.as_str()))))
-        .collect())
-}
-
-/// Every task's state by container id, from one Tasks.List. containerd 1.6 leaves
-/// `container_id` empty in that list and puts the container's id in `id` (a task's id is
-/// its container's), so both are read.
-async fn task_states(inner: &Inner) -> Result<HashMap<String, TaskState>> {
-    let request = inner.daemon.request(
-        ListTasksRequest {
-            filter: String::new(),
-        },
-        None,
-    );
-    let tasks = inner
-        .daemon
-        .tasks()
-        .list(request)
-        .await
-        .map_err(|s| crimux_core::Error::backend("listing tasks", s))?
-        .into_inner()
-        .tasks;
-    Ok(tasks
-        .iter()
-        .map(|p| {
-            let id = if p.container_id.is_empty() {
-                &p.id
-            } else {
-                &p.container_id
-            };
-            (id.clone(), task::state_of(p))
-        })
         .collect())
 }
 

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use crimux_core::{ContainerBackend, ContainerId, PodSandboxId, Result};
 
-use super::lock::lock_pod;
 use super::network;
 use super::record::{load_sandbox, pod_containers, SandboxRecord};
 use super::run::kill_and_delete;
+use crate::runtime::lock::lock_pod;
 use crate::ContainerdBackend;
 
 /// Stops sandbox `id`; an unknown id succeeds.

@@ -1,10 +1,17 @@
-//! Serialising work on one pod sandbox, and reserving pod names while a sandbox is created.
+//! Serialising work on one pod sandbox or one container, and reserving pod names while a
+//! sandbox is created.
 //!
-//! The CRI lets kubelet call Run/Stop/Remove for one pod concurrently (a retry racing the
-//! original, or a stop racing a remove); CNI ADD and DEL of one pod must never overlap. So
-//! every operation on a sandbox holds that sandbox's async lock. The locks live in a
-//! process-wide table keyed by the backend's state directory and the id, and an entry goes
-//! away when its last holder drops it: nothing accumulates.
+//! The CRI lets kubelet call lifecycle RPCs concurrently (a retry racing the original, a
+//! stop racing a remove, a CreateContainer racing a RemovePodSandbox of its pod), and CNI
+//! ADD and DEL of one pod must never overlap. So every lifecycle operation holds an async
+//! lock: [`lock_pod`] for the pod (RunPodSandbox, StopPodSandbox, RemovePodSandbox, and
+//! CreateContainer while it checks the pod is ready and makes the object), [`lock_container`]
+//! for one container. Where both are taken the pod's comes first; the pod operations call
+//! the container ones with the pod's lock held, so those must never take it (tokio's
+//! Mutex is not reentrant).
+//!
+//! The locks live in one process-wide table keyed by the backend's state directory, the
+//! kind and the id; an entry goes away when its last holder drops it: nothing accumulates.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -28,24 +35,33 @@ fn names() -> MutexGuard<'static, HashSet<String>> {
     NAMES.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Holds one sandbox's lock; released (and the table entry dropped when unused) on drop.
-pub(crate) struct PodLock {
+/// Holds one lock; released (and the table entry dropped when unused) on drop.
+pub(crate) struct Held {
     key: String,
     guard: Option<OwnedMutexGuard<()>>,
 }
 
-/// Waits for, and takes, the lock of sandbox `id` of the backend rooted at `state_dir`.
-pub(crate) async fn lock_pod(state_dir: &Path, id: &str) -> PodLock {
-    let key = format!("{}\0{id}", state_dir.display());
+/// Waits for, and takes, the lock of pod sandbox `id` of the backend rooted at `state_dir`.
+pub(crate) async fn lock_pod(state_dir: &Path, id: &str) -> Held {
+    lock(state_dir, "pod", id).await
+}
+
+/// Waits for, and takes, the lock of container `id` of the backend rooted at `state_dir`.
+pub(crate) async fn lock_container(state_dir: &Path, id: &str) -> Held {
+    lock(state_dir, "container", id).await
+}
+
+async fn lock(state_dir: &Path, kind: &str, id: &str) -> Held {
+    let key = format!("{}\0{kind}\0{id}", state_dir.display());
     let mutex = table().entry(key.clone()).or_default().clone();
     let guard = mutex.lock_owned().await;
-    PodLock {
+    Held {
         key,
         guard: Some(guard),
     }
 }
 
-impl Drop for PodLock {
+impl Drop for Held {
     fn drop(&mut self) {
         drop(self.guard.take());
         let mut table = table();
@@ -104,12 +120,15 @@ mod tests {
         let waiter = tokio::spawn(async move {
             let _second = lock_pod(Path::new("/test/locks"), "a").await;
         });
-        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         assert!(!waiter.is_finished());
         let _other = lock_pod(dir, "b").await;
+        // A container with the pod's id is another lock.
+        let _container = lock_container(dir, "a").await;
         drop(first);
         waiter.await.expect("second holder");
         drop(_other);
+        drop(_container);
         assert!(!table().keys().any(|k| k.starts_with("/test/locks")));
     }
 
