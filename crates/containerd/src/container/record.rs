@@ -143,9 +143,13 @@ const MAX_SOCKET_PATH: usize = 107;
 /// attach.sock` when that fits in a socket address, else the shorter `attach/<id>`; `None`
 /// when even that is too long (the container then runs without an attach socket).
 pub(crate) fn attach_socket(state_dir: &Path, id: &str) -> Option<PathBuf> {
+    // Container ids are 64 random hex characters: the first 24 (96 bits) are as unique as
+    // the whole id for one node, and keep deep state directories within a socket address.
+    let short = id.get(..24).unwrap_or(id);
     [
         container_dir(state_dir, id).join("attach.sock"),
         state_dir.join("attach").join(id),
+        state_dir.join("a").join(short),
     ]
     .into_iter()
     .find(|p| p.as_os_str().len() <= MAX_SOCKET_PATH)
@@ -165,7 +169,10 @@ mod tests {
             long,
             Path::new("/var/lib/crimux/backends/default/attach").join(&id)
         );
-        assert_eq!(attach_socket(Path::new(&"/x".repeat(30)), &id), None);
+        let deep = format!("/tmp/{}", "d".repeat(60));
+        let short = attach_socket(Path::new(&deep), &id).expect("fits");
+        assert_eq!(short, Path::new(&deep).join("a").join(&id[..24]));
+        assert_eq!(attach_socket(Path::new(&"/x".repeat(60)), &id), None);
     }
 
     #[test]
