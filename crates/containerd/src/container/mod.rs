@@ -17,6 +17,7 @@ pub(crate) mod status;
 pub(crate) mod stop;
 pub(crate) mod update;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -37,12 +38,24 @@ impl crimux_core::ContainerBackend for ContainerdBackend {
         config: &ContainerConfig,
         sandbox_config: &SandboxConfig,
     ) -> Result<()> {
-        create::create(self.inner(), id, sandbox_id, config, sandbox_config).await
+        // In its own task, like RunPodSandbox: a client that goes away half way must not
+        // stop the rollback from running.
+        let inner = Arc::clone(self.inner());
+        let (id, sandbox_id) = (id.clone(), sandbox_id.clone());
+        let (config, sandbox_config) = (config.clone(), sandbox_config.clone());
+        tokio::spawn(async move {
+            create::create(&inner, &id, &sandbox_id, &config, &sandbox_config).await
+        })
+        .await
+        .map_err(|e| crimux_core::Error::Internal(format!("CreateContainer worker: {e}")))?
     }
 
     #[tracing::instrument(skip(self), fields(backend = %self.inner().name))]
     async fn start_container(&self, id: &ContainerId) -> Result<()> {
-        start::start(self.inner(), id).await
+        let (inner, id) = (Arc::clone(self.inner()), id.clone());
+        tokio::spawn(async move { start::start(&inner, &id).await })
+            .await
+            .map_err(|e| crimux_core::Error::Internal(format!("StartContainer worker: {e}")))?
     }
 
     #[tracing::instrument(skip(self), fields(backend = %self.inner().name))]
