@@ -3,6 +3,7 @@
 //! The binary is thin: flags and config (`cli`, `config`), logging, the platform's
 //! listener, and `serve`, which wires the library crates together.
 
+mod authority;
 mod cli;
 mod config;
 mod logging;

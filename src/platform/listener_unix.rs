@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
 use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::StreamExt;
+
+use crate::authority::AuthorityFix;
 
 use crimux_cri::CriServer;
 
@@ -74,8 +77,10 @@ impl CriListener {
         let listener = tokio::net::UnixListener::from_std(std_listener)
             .with_context(|| format!("cannot listen on {}", self.path.display()))?;
         tracing::info!("serving CRI on {}", self.endpoint());
+        // Clients that send the socket path as `:authority` are let in (see authority.rs).
+        let incoming = UnixListenerStream::new(listener).map(|conn| conn.map(AuthorityFix::new));
         server
-            .serve(UnixListenerStream::new(listener), shutdown)
+            .serve(incoming, shutdown)
             .await
             .with_context(|| format!("serving CRI on {}", self.endpoint()))
     }
