@@ -21,7 +21,8 @@ pub const DEFAULT: [Capability; 14] = [
     Capability::AuditWrite,
 ];
 
-/// Every capability crimux knows; privileged containers and `add: [ALL]` get these.
+/// Every capability crimux knows. Privileged containers and `add: [ALL]` get those of these
+/// that the host can grant: see [`grantable`].
 pub const ALL: [Capability; 41] = [
     Capability::AuditControl,
     Capability::AuditRead,
@@ -66,6 +67,77 @@ pub const ALL: [Capability; 41] = [
     Capability::WakeAlarm,
 ];
 
+/// The kernel's bit number of a capability, as in `/proc/<pid>/status` masks.
+fn bit(cap: Capability) -> Option<u32> {
+    use Capability::*;
+    Some(match cap {
+        Chown => 0,
+        DacOverride => 1,
+        DacReadSearch => 2,
+        Fowner => 3,
+        Fsetid => 4,
+        Kill => 5,
+        Setgid => 6,
+        Setuid => 7,
+        Setpcap => 8,
+        LinuxImmutable => 9,
+        NetBindService => 10,
+        NetBroadcast => 11,
+        NetAdmin => 12,
+        NetRaw => 13,
+        IpcLock => 14,
+        IpcOwner => 15,
+        SysModule => 16,
+        SysRawio => 17,
+        SysChroot => 18,
+        SysPtrace => 19,
+        SysPacct => 20,
+        SysAdmin => 21,
+        SysBoot => 22,
+        SysNice => 23,
+        SysResource => 24,
+        SysTime => 25,
+        SysTtyConfig => 26,
+        Mknod => 27,
+        Lease => 28,
+        AuditWrite => 29,
+        AuditControl => 30,
+        Setfcap => 31,
+        MacOverride => 32,
+        MacAdmin => 33,
+        Syslog => 34,
+        WakeAlarm => 35,
+        BlockSuspend => 36,
+        AuditRead => 37,
+        Perfmon => 38,
+        Bpf => 39,
+        CheckpointRestore => 40,
+        #[allow(unreachable_patterns)]
+        _ => return None,
+    })
+}
+
+/// The capabilities of [`ALL`] whose bits are set in `mask` (a `CapBnd` value).
+pub fn within(mask: u64) -> Vec<Capability> {
+    ALL.iter()
+        .copied()
+        .filter(|c| bit(*c).is_some_and(|b| mask & (1u64 << b) != 0))
+        .collect()
+}
+
+/// What "every capability" means on a node whose bounding set is `bounding` (its `CapBnd`
+/// mask; `None` when unknown, as for a remote backend): [`ALL`] limited to that set, as
+/// containerd limits privileged containers to its current capabilities. Asking runc for a
+/// capability outside the caller's bounding set fails the start with EPERM ("unable to apply
+/// caps"), which happens when the node itself runs in a container without e.g.
+/// CAP_SYS_RESOURCE.
+pub fn grantable(bounding: Option<u64>) -> Vec<Capability> {
+    match bounding {
+        Some(mask) => within(mask),
+        None => ALL.to_vec(),
+    }
+}
+
 /// Parses a capability name with or without the `CAP_` prefix, in any case.
 pub fn parse(name: &str) -> Result<Capability> {
     serde_json::from_value(serde_json::Value::String(name.trim().to_string()))
@@ -85,12 +157,17 @@ fn is_all(name: &str) -> bool {
 }
 
 /// Applies CRI `add`/`drop` to `base`, as containerd does: `add: [ALL]` first grants every
-/// capability, `drop: [ALL]` then clears them, and the named adds and drops follow in that
+/// capability of `all` (see [`grantable`]), `drop: [ALL]` then clears them, and the named adds and drops follow in that
 /// order (so `drop: [ALL], add: [NET_ADMIN]` leaves exactly NET_ADMIN).
-pub fn apply(base: &[Capability], add: &[String], drop: &[String]) -> Result<Vec<Capability>> {
+pub fn apply(
+    base: &[Capability],
+    add: &[String],
+    drop: &[String],
+    all: &[Capability],
+) -> Result<Vec<Capability>> {
     let mut caps: Vec<Capability> = base.to_vec();
     if add.iter().any(|c| is_all(c)) {
-        caps = ALL.to_vec();
+        caps = all.to_vec();
     }
     if drop.iter().any(|c| is_all(c)) {
         caps.clear();
@@ -168,10 +245,41 @@ mod tests {
             (&["CHOWN"], &[], DEFAULT.to_vec()),
         ];
         for (add, drop, want) in cases {
-            let got = apply(&DEFAULT, &s(add), &s(drop)).unwrap();
+            let got = apply(&DEFAULT, &s(add), &s(drop), &ALL).unwrap();
             assert_eq!(got, want, "add {add:?} drop {drop:?}");
         }
-        assert!(apply(&DEFAULT, &s(&["BOGUS"]), &[]).is_err());
+        assert!(apply(&DEFAULT, &s(&["BOGUS"]), &[], &ALL).is_err());
+    }
+
+    #[test]
+    fn every_known_capability_has_a_distinct_bit() {
+        let mut bits: Vec<u32> = ALL.iter().filter_map(|c| bit(*c)).collect();
+        bits.sort_unstable();
+        bits.dedup();
+        assert_eq!(bits, (0..41).collect::<Vec<u32>>());
+    }
+
+    #[test]
+    fn mask_limits_the_set() {
+        assert_eq!(within(u64::MAX), ALL.to_vec());
+        assert_eq!(within(0), vec![]);
+        // A node container without CAP_SYS_RESOURCE (bit 24).
+        let got = within(0x1fffeffffff);
+        assert_eq!(got.len(), 40);
+        assert!(!got.contains(&Capability::SysResource));
+        assert_eq!(
+            within(1 << 21 | 1),
+            vec![Capability::Chown, Capability::SysAdmin]
+        );
+    }
+
+    #[test]
+    fn add_all_grants_only_what_the_node_can() {
+        let node = grantable(Some(0x1fffeffffff));
+        assert_eq!(grantable(None), ALL.to_vec());
+        let got = apply(&DEFAULT, &s(&["ALL"]), &[], &node).unwrap();
+        assert_eq!(got, node);
+        assert!(!got.contains(&Capability::SysResource));
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub struct HostInfo {
     pub min_oom_score_adj: i64,
     /// Hugepage sizes the host supports, spelled as the CRI spells them (`2MB`, `1GB`).
     pub hugepage_sizes: Vec<String>,
+    /// The node's capability bounding set (the `CapBnd` mask of `/proc/self/status`); `None`
+    /// when unknown (a remote backend). Privileged containers and `add: [ALL]` get the known
+    /// capabilities within it, since runc cannot grant more than it holds.
+    pub capability_bounding: Option<u64>,
 }
 
 /// Turns an `oci_spec` builder error into crimux's: it means a bug here, not bad input.

@@ -57,6 +57,11 @@ fn host_info() -> crimux_spec::HostInfo {
         cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
         has_swap_controller: false,
         has_apparmor: false,
+        capability_bounding: std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("CapBnd:"))
+            .map(|m| u64::from_str_radix(m.trim(), 16).unwrap()),
         ..host()
     }
 }

@@ -85,6 +85,10 @@ fn probe(root: &Path) -> HostInfo {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0),
         hugepage_sizes: hugepage_sizes(&root.join("sys/kernel/mm/hugepages")),
+        capability_bounding: status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapBnd:"))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok()),
     };
     tracing::debug!(?info, "probed the host");
     info
@@ -138,7 +142,10 @@ mod tests {
             std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
             std::fs::write(path, text).expect("write");
         };
-        put("proc/self/status", "Name:\tx\nSeccomp:\t0\n");
+        put(
+            "proc/self/status",
+            "Name:\tx\nCapBnd:\t000001fffeffffff\nSeccomp:\t0\n",
+        );
         put("proc/self/oom_score_adj", "-500\n");
         put("proc/sys/kernel/hostname", "node1\n");
         put("sys/module/apparmor/parameters/enabled", "Y\n");
@@ -156,10 +163,12 @@ mod tests {
         assert!(!info.cgroup_v2);
         assert_eq!(info.min_oom_score_adj, -500);
         assert_eq!(info.hugepage_sizes, ["2MB", "1GB"]);
+        assert_eq!(info.capability_bounding, Some(0x1fffeffffff));
 
         let empty = tempfile::tempdir().expect("tempdir");
         let info = probe(empty.path());
         assert!(!info.has_seccomp && !info.has_apparmor && !info.cgroup_v2);
         assert!(info.hugepage_sizes.is_empty());
+        assert_eq!(info.capability_bounding, None);
     }
 }

@@ -89,10 +89,15 @@ pub fn container_spec(input: &ContainerSpecInput) -> Result<Spec> {
         input.group,
     )?;
     let caps = if privileged {
-        caps::ALL.to_vec()
+        caps::grantable(input.host.capability_bounding)
     } else {
         match &sec.capabilities {
-            Some(c) => caps::apply(&caps::DEFAULT, &c.add, &c.drop)?,
+            Some(c) => caps::apply(
+                &caps::DEFAULT,
+                &c.add,
+                &c.drop,
+                &caps::grantable(input.host.capability_bounding),
+            )?,
             None => caps::DEFAULT.to_vec(),
         }
     };

@@ -21,6 +21,7 @@ pub fn host() -> HostInfo {
         has_swap_controller: true,
         min_oom_score_adj: -999,
         hugepage_sizes: vec!["2MB".into()],
+        capability_bounding: None,
     }
 }
 
