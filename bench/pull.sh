@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Pull benchmark: crimux PullImage vs `ctr images pull` of the same ~100 MB, 4-layer image from
-# a local registry, each into a fresh private containerd; prints both times, the ratio, and
-# crimux's idle RSS. Needs root (containerd). See bench/pull.rs.
+# Pull benchmark: crimux PullImage vs `ctr images pull --plain-http` of the same ~100 MB,
+# 4-layer image from a local registry, each into a fresh private containerd, interleaved
+# PULL_REPS times (default 5); prints every repetition with the load, the medians, their
+# ratio, and crimux's idle RSS. Needs root (containerd). See bench/pull.rs.
+#   PULL_REPS=7 bash bench/pull.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
