@@ -175,7 +175,10 @@ mod tests {
             (Error::InvalidArgument("x".into()), Code::InvalidArgument),
             (Error::NotFound("x".into()), Code::NotFound),
             (Error::AlreadyExists("x".into()), Code::AlreadyExists),
-            (Error::FailedPrecondition("x".into()), Code::FailedPrecondition),
+            (
+                Error::FailedPrecondition("x".into()),
+                Code::FailedPrecondition,
+            ),
             (Error::Unauthenticated("x".into()), Code::Unauthenticated),
             (Error::PermissionDenied("x".into()), Code::PermissionDenied),
             (Error::Unavailable("x".into()), Code::Unavailable),
@@ -201,7 +204,13 @@ mod tests {
         let status: Status = Error::from(refusal()).into();
         assert_eq!(status.code(), Code::FailedPrecondition);
         let msg = status.message();
-        for needle in ["default/web", "windows", "linux", "delegate", "crimux.io/os.windows=true"] {
+        for needle in [
+            "default/web",
+            "windows",
+            "linux",
+            "delegate",
+            "crimux.io/os.windows=true",
+        ] {
             assert!(msg.contains(needle), "{needle:?} missing from {msg:?}");
         }
         let details = status.get_error_details();

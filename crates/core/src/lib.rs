@@ -15,7 +15,8 @@ pub mod sandbox;
 pub mod status;
 
 pub use backend::{
-    Backend, BackendInfo, BackendRole, ContainerBackend, ImageBackend, SandboxBackend, StatusBackend,
+    Backend, BackendInfo, BackendRole, ContainerBackend, ImageBackend, SandboxBackend,
+    StatusBackend,
 };
 pub use error::{Error, OsNotSupported, Result};
 pub use ids::{ContainerId, PodSandboxId};

@@ -140,7 +140,11 @@ mod tests {
             (("linux", "x86_64", None), ("linux", "amd64", None), true),
             (("linux", "amd64", None), ("windows", "amd64", None), false),
             (("linux", "amd64", None), ("linux", "arm64", None), false),
-            (("linux", "arm", Some("v7")), ("linux", "arm", Some("v6")), false),
+            (
+                ("linux", "arm", Some("v7")),
+                ("linux", "arm", Some("v6")),
+                false,
+            ),
             (("linux", "arm", Some("v7")), ("linux", "arm", None), true),
         ];
         for ((bo, ba, bv), (io, ia, iv), want) in cases {
