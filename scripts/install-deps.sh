@@ -74,6 +74,12 @@ if ! command -v cargo >/dev/null; then
 fi
 
 if command -v rustup >/dev/null; then
+    for component in rustfmt clippy; do
+        if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+            say "adding rust component $component"
+            rustup component add "$component"
+        fi
+    done
     if ! rustup target list --installed 2>/dev/null | grep -qx "$WINDOWS_TARGET"; then
         say "adding rust target $WINDOWS_TARGET"
         rustup target add "$WINDOWS_TARGET" ||

@@ -39,15 +39,21 @@ fi
 step "building test images"
 bash tests/harness/build-images.sh "${CARGO_TARGET_DIR:-target}/test-images"
 
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
 step "cargo build"
 cargo build --workspace --all-targets
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test"
 cargo test --workspace --no-fail-fast "$@"
 
 if rustup target list --installed 2>/dev/null | grep -qx "$WINDOWS_TARGET"; then
-    step "cargo check --target $WINDOWS_TARGET"
-    cargo check --workspace --target "$WINDOWS_TARGET"
+    step "cargo clippy --target $WINDOWS_TARGET"
+    cargo clippy --workspace --target "$WINDOWS_TARGET" -- -D warnings
 else
     warn "rust target $WINDOWS_TARGET not installed: the Windows build was NOT checked"
 fi

@@ -34,10 +34,7 @@ pub async fn connect(endpoint: &str) -> Result<Channel> {
         .timeout(Duration::from_secs(300))
         .connect_with_connector(tower::service_fn(move |_| {
             let path = dial.clone();
-            async move {
-                let stream = tokio::net::UnixStream::connect(path).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-            }
+            async move { dial_socket(&path).await }
         }))
         .await
         .with_context(|| format!("cannot connect to {}", path.display()))?;
@@ -367,4 +364,24 @@ async fn list_loop(bench: &Bench, n: usize, concurrency: usize) -> Result<Sample
         }
     })
     .await
+}
+
+/// Connects to a CRI unix socket.
+#[cfg(unix)]
+async fn dial_socket(
+    path: &std::path::Path,
+) -> std::io::Result<hyper_util::rt::TokioIo<tokio::net::UnixStream>> {
+    Ok(hyper_util::rt::TokioIo::new(
+        tokio::net::UnixStream::connect(path).await?,
+    ))
+}
+
+/// Connects to a CRI named pipe (`\\.\pipe\crimux`).
+#[cfg(windows)]
+async fn dial_socket(
+    path: &std::path::Path,
+) -> std::io::Result<hyper_util::rt::TokioIo<tokio::net::windows::named_pipe::NamedPipeClient>> {
+    Ok(hyper_util::rt::TokioIo::new(
+        tokio::net::windows::named_pipe::ClientOptions::new().open(path)?,
+    ))
 }
