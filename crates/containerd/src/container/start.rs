@@ -12,7 +12,7 @@ use super::events;
 use super::record::{attach_socket, container_dir, log_pidfile, record, save, StartFailure};
 use crate::backend::Inner;
 use crate::platform::fifo;
-use crate::runtime::lock::lock_container;
+use crate::runtime::lock::{lock_container, lock_pod};
 use crate::runtime::task::{self, Stdio};
 use crate::sandbox::record::sandbox_pid;
 
@@ -114,6 +114,12 @@ async fn stdio(inner: &Inner, id: &str, log_path: &str, tty: bool, stdin: bool) 
 }
 
 pub(crate) async fn start(inner: &Inner, id: &ContainerId) -> Result<()> {
+    // The pod's lock first (the order every path takes: pod, then container), so a start
+    // racing StopPodSandbox either runs before the stop, which then stops it, or finds the
+    // pod not ready: never a running container in a stopped pod. A container's sandbox never
+    // changes, so reading it before locking is safe.
+    let sandbox_id = record(inner, id).await?.sandbox_id;
+    let _pod = lock_pod(&inner.runtime.state_dir, sandbox_id.as_str()).await;
     let _me = lock_container(&inner.runtime.state_dir, id.as_str()).await;
     let mut rec = record(inner, id).await?;
     let t = task::state(inner, id.as_str()).await?;
