@@ -51,4 +51,37 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Serve the CRI on the listen socket (the default).
     Serve,
+    /// Print the node labels for kubelet's `--node-labels`: one `crimux.io/os.<os>=true`
+    /// per OS the configured backends run (asking each containerd when `os` is unset).
+    NodeLabels(NodeLabelsArgs),
+    /// Make the mutual-TLS material for a TCP delegate (a WSL2 containerd): a CA, the
+    /// delegate's server certificate and crimux's client certificate.
+    Certs(CertsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct NodeLabelsArgs {
+    /// Use the configured `os` of every backend and never contact containerd; a backend
+    /// without `os` is then an error.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CertsArgs {
+    /// Directory to write the files into (created with mode 0700 if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// DNS names and IP addresses the delegate's server certificate is valid for.
+    #[arg(long = "server-name", value_name = "NAME", default_values_t = vec!["localhost".to_string(), "127.0.0.1".to_string()])]
+    pub server_names: Vec<String>,
+
+    /// Days the certificates stay valid.
+    #[arg(long, default_value_t = 825)]
+    pub days: u32,
+
+    /// Replace files that already exist (otherwise their presence is an error).
+    #[arg(long)]
+    pub force: bool,
 }

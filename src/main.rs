@@ -6,9 +6,11 @@
 // The Windows named-pipe listener (not built yet) will wrap its connections the same way.
 #[cfg_attr(not(unix), allow(dead_code))]
 mod authority;
+mod certs;
 mod cli;
 mod config;
 mod logging;
+mod node_labels;
 mod platform;
 mod serve;
 
@@ -27,6 +29,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve_main(&cli.global),
+        Command::NodeLabels(args) => node_labels::main(&cli.global, &args),
+        Command::Certs(args) => certs::main(&cli.global, &args),
     }
 }
 
@@ -57,7 +61,7 @@ fn serve_main(args: &GlobalArgs) -> ExitCode {
 }
 
 /// The config file (explicit, or the default path if present) with flags applied on top.
-fn load_config(args: &GlobalArgs) -> Result<Config, ConfigError> {
+pub(crate) fn load_config(args: &GlobalArgs) -> Result<Config, ConfigError> {
     let mut config = match &args.config {
         Some(path) => Config::load(path, false)?,
         None => Config::load(Path::new(DEFAULT_CONFIG_PATH), true)?,
@@ -75,7 +79,7 @@ fn load_config(args: &GlobalArgs) -> Result<Config, ConfigError> {
 }
 
 /// Prints one line to stderr and exits with `code`.
-fn fail(code: u8, message: &impl std::fmt::Display) -> ExitCode {
+pub(crate) fn fail(code: u8, message: &impl std::fmt::Display) -> ExitCode {
     let line = message.to_string().replace('\n', " ");
     eprintln!("crimux: {line}");
     ExitCode::from(code)

@@ -76,7 +76,7 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn connect(
+pub(crate) async fn connect(
     config: &Config,
     b: &BackendConfig,
     registry: Registry,

@@ -26,6 +26,7 @@ mod records;
 mod runtime;
 mod sandbox;
 mod singleflight;
+mod streaming;
 mod unpack;
 
 use std::path::PathBuf;

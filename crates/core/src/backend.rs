@@ -191,7 +191,9 @@ pub trait StatusBackend: Send + Sync {
 }
 
 /// A whole backend: the dispatcher only ever holds this.
-pub trait Backend: ImageBackend + SandboxBackend + ContainerBackend + StatusBackend {
+pub trait Backend:
+    ImageBackend + SandboxBackend + ContainerBackend + StatusBackend + crate::streaming::StreamingBackend
+{
     fn info(&self) -> &BackendInfo;
 
     /// Container lifecycle events from this backend, for GetContainerEvents.

@@ -13,10 +13,14 @@ pub mod image;
 pub mod platform;
 pub mod sandbox;
 pub mod status;
+pub mod streaming;
 
 pub use backend::{
     Backend, BackendInfo, BackendRole, ContainerBackend, ImageBackend, SandboxBackend,
     StatusBackend,
+};
+pub use streaming::{
+    ByteReader, ByteWriter, DuplexStream, ExecSpec, StreamIo, StreamingBackend, TermSize,
 };
 pub use error::{Error, OsNotSupported, Result};
 pub use ids::{ContainerId, PodSandboxId};

@@ -22,6 +22,7 @@ pub mod routes;
 pub mod routing;
 mod sandboxes;
 mod status;
+mod streaming;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

@@ -351,6 +351,9 @@ impl ImageBackend for FakeBackend {
     }
 }
 
+/// Streaming is not faked: every call answers Unimplemented (the trait's defaults).
+impl crimux_core::StreamingBackend for FakeBackend {}
+
 impl Backend for FakeBackend {
     fn info(&self) -> &BackendInfo {
         &self.info
