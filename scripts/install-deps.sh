@@ -14,13 +14,14 @@
 #   iproute2 iptables           network namespaces and CNI's NAT rules
 #   gcc-mingw-w64-x86-64        linker for `cargo check --target x86_64-pc-windows-gnu`
 #   python3 util-linux          build-images.sh (JSON, flock)
+#   socat openssl               the mutual-TLS relay in front of a delegate containerd, cert checks
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
 PACKAGES=(
     containerd runc protobuf-compiler docker-registry umoci skopeo busybox-static
     containernetworking-plugins apache2-utils iproute2 iptables gcc-mingw-w64-x86-64
-    python3 util-linux ca-certificates tar gzip
+    python3 util-linux ca-certificates tar gzip socat openssl
 )
 WINDOWS_TARGET=x86_64-pc-windows-gnu
 

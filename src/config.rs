@@ -11,18 +11,22 @@ use serde::Deserialize;
 
 use crimux_core::{BackendRole, OsKind};
 
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/crimux/config.toml";
-pub const DEFAULT_LISTEN: &str = "/run/crimux/crimux.sock";
-pub const DEFAULT_ROOT: &str = "/var/lib/crimux";
+use crate::platform::pipe_name::PipeName;
+use crate::platform::DEFAULTS;
+
+pub const DEFAULT_CONFIG_PATH: &str = DEFAULTS.config_path;
+pub const DEFAULT_LISTEN: &str = DEFAULTS.listen;
+pub const DEFAULT_ROOT: &str = DEFAULTS.root;
 pub const DEFAULT_SANDBOX_IMAGE: &str = "registry.k8s.io/pause:3.10";
-pub const DEFAULT_REGISTRY_CONFIG_PATH: &str = "/etc/crimux/certs.d";
-pub const DEFAULT_CONTAINERD_ADDRESS: &str = "unix:///run/containerd/containerd.sock";
+pub const DEFAULT_REGISTRY_CONFIG_PATH: &str = DEFAULTS.registry_config_path;
+pub const DEFAULT_CONTAINERD_ADDRESS: &str = DEFAULTS.containerd_address;
 pub const DEFAULT_NAMESPACE: &str = "k8s.io";
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Where kubelet reaches crimux: a unix socket path (`unix://` prefix allowed).
+    /// Where kubelet reaches crimux: a unix socket path (`unix://` prefix allowed), or on
+    /// Windows a named pipe (`npipe:////./pipe/crimux` or `\\.\pipe\crimux`).
     pub listen: String,
     /// crimux's own state directory.
     pub root: PathBuf,
@@ -63,6 +67,30 @@ pub struct BackendConfig {
     pub tls: Option<TlsConfig>,
     #[serde(default)]
     pub runtime_handlers: Vec<RuntimeHandlerConfig>,
+    /// How this backend's pods are networked; see [`PodNetwork`].
+    #[serde(default)]
+    pub pod_network: PodNetwork,
+    /// The node's address, reported as every pod's IP when `pod_network = "host"` (set it
+    /// to kubelet's `--node-ip`). Required then, refused otherwise.
+    #[serde(default)]
+    pub node_ip: Option<IpAddr>,
+}
+
+/// Where a backend's pods get their network, and so which IP crimux reports for them.
+///
+/// A WSL2 delegate's CNI pods live on a bridge inside the distro, behind WSL's own network:
+/// their CNI addresses are right only when the operator routes the pod CIDR to the distro
+/// (`cni`). In WSL's mirrored networking mode the distro shares the node's addresses, and
+/// `host` runs every pod in the distro's (= the node's) network and reports `node_ip`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PodNetwork {
+    /// A network namespace per pod, attached with CNI; the pod IP is CNI's first address.
+    #[default]
+    Cni,
+    /// Every pod shares the backend host's network namespace (as `hostNetwork` pods do):
+    /// no namespace, no CNI; the pod IP is `node_ip`.
+    Host,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -126,6 +154,8 @@ impl Default for Config {
                 insecure: false,
                 tls: None,
                 runtime_handlers: Vec::new(),
+                pod_network: PodNetwork::Cni,
+                node_ip: None,
             }],
             cni: CniConfig::default(),
             streaming: StreamingConfig::default(),
@@ -144,8 +174,8 @@ impl Default for RegistryConfig {
 impl Default for CniConfig {
     fn default() -> Self {
         CniConfig {
-            conf_dir: "/etc/cni/net.d".into(),
-            bin_dirs: vec!["/opt/cni/bin".into()],
+            conf_dir: DEFAULTS.cni_conf_dir.into(),
+            bin_dirs: vec![DEFAULTS.cni_bin_dir.into()],
         }
     }
 }
@@ -177,8 +207,10 @@ impl Config {
     /// Parses and validates a config file's text. `windows` says which platform's rules
     /// apply (named pipes are Windows-only).
     pub fn parse(text: &str, windows: bool) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError(toml_error(text, &e)))?;
+        let mut config: Config =
+            toml::from_str(text).map_err(|e| ConfigError(toml_error(text, &e)))?;
         config.validate(windows)?;
+        config.normalise_pipes();
         Ok(config)
     }
 
@@ -204,11 +236,24 @@ impl Config {
         }
     }
 
+    /// Rewrites every valid `npipe://` backend address in the one form every consumer
+    /// reads the same way (`npipe:////./pipe/<name>`).
+    fn normalise_pipes(&mut self) {
+        for b in &mut self.backends {
+            if b.address.trim().starts_with("npipe://") {
+                if let Ok(pipe) = PipeName::parse(&b.address) {
+                    b.address = pipe.endpoint();
+                }
+            }
+        }
+    }
+
     pub fn validate(&self, windows: bool) -> Result<(), ConfigError> {
         let err = |m: String| Err(ConfigError(m));
         if self.listen.trim().is_empty() {
             return err("listen: must name a socket path".into());
         }
+        check_listen(&self.listen, windows).map_err(|m| ConfigError(format!("listen: {m}")))?;
         if self.root.as_os_str().is_empty() {
             return err("root: must name a directory".into());
         }
@@ -256,6 +301,25 @@ impl Config {
                 }
                 handlers.push((&b.name, &h.name));
             }
+            match (b.pod_network, b.node_ip) {
+                (PodNetwork::Host, None) => {
+                    return err(format!(
+                        "{at}: pod_network = \"host\" needs node_ip (the node's address, as \
+                         given to kubelet's --node-ip)"
+                    ))
+                }
+                (PodNetwork::Cni, Some(_)) => {
+                    return err(format!(
+                        "{at}: node_ip is used only with pod_network = \"host\""
+                    ))
+                }
+                (_, Some(ip)) if ip.is_unspecified() || ip.is_loopback() => {
+                    return err(format!(
+                        "{at}: node_ip {ip} is not an address other nodes can reach"
+                    ))
+                }
+                _ => {}
+            }
         }
         let primaries: Vec<&str> = self
             .backends
@@ -288,14 +352,11 @@ fn check_address(b: &BackendConfig, windows: bool) -> Result<(), String> {
         }
         return Ok(());
     }
-    if let Some(path) = address.strip_prefix("npipe://") {
+    if address.starts_with("npipe://") {
         if !windows {
             return bad("npipe:// addresses are only for Windows");
         }
-        if path.is_empty() {
-            return bad("empty pipe name");
-        }
-        return Ok(());
+        return PipeName::parse(address).map(|_| ());
     }
     let Some(rest) = address.strip_prefix("tcp://") else {
         return bad("scheme must be unix://, tcp:// or npipe://");
@@ -321,6 +382,26 @@ fn check_address(b: &BackendConfig, windows: bool) -> Result<(), String> {
             bad("insecure = true is allowed only for a loopback address; set [backend.tls]")
         }
         (false, _) => bad("tcp:// needs [backend.tls] (or insecure = true on a loopback address)"),
+    }
+}
+
+/// `listen` is a named pipe on Windows and a unix socket path elsewhere.
+fn check_listen(listen: &str, windows: bool) -> Result<(), String> {
+    let is_pipe = PipeName::looks_like_pipe(listen);
+    match (windows, is_pipe) {
+        (true, true) => PipeName::parse(listen).map(|_| ()),
+        (true, false) => Err(format!(
+            "{listen:?}: on Windows crimux serves a named pipe (npipe:////./pipe/crimux)"
+        )),
+        (false, true) => Err(format!("{listen:?}: named pipes are only for Windows")),
+        (false, false) => {
+            let path = listen.strip_prefix("unix://").unwrap_or(listen);
+            if path.is_empty() {
+                Err(format!("{listen:?}: empty socket path"))
+            } else {
+                Ok(())
+            }
+        }
     }
 }
 

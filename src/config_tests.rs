@@ -1,6 +1,7 @@
 //! Config parsing and validation, from strings only.
 
 use super::*;
+use crate::platform::pipe_name::PipeName;
 
 #[test]
 fn empty_file_is_all_defaults() {
@@ -153,7 +154,14 @@ fn valid_addresses() {
         ("npipe:////./pipe/containerd-containerd", true, ""),
     ];
     for (address, windows, extra) in cases {
-        let text = format!("[[backend]]\nname = \"b\"\naddress = \"{address}\"\n{extra}\n");
+        let listen = if windows {
+            "npipe:////./pipe/crimux"
+        } else {
+            "/run/crimux/crimux.sock"
+        };
+        let text = format!(
+            "listen = \"{listen}\"\n[[backend]]\nname = \"b\"\naddress = \"{address}\"\n{extra}\n"
+        );
         if let Err(e) = Config::parse(&text, windows) {
             panic!("{address}: {e}");
         }
@@ -184,4 +192,236 @@ fn load_reports_the_path() {
         err.starts_with(&format!("config {}: unknown field `lisen`", bad.display())),
         "{err}"
     );
+}
+
+#[test]
+fn windows_listen_is_a_named_pipe() {
+    for listen in [
+        "npipe:////./pipe/crimux",
+        "npipe://./pipe/crimux",
+        r"\\\\.\\pipe\\crimux",
+    ] {
+        let text = format!("listen = \"{listen}\"\n[[backend]]\nname = \"w\"\naddress = \"npipe:////./pipe/containerd-containerd\"\n");
+        let c = Config::parse(&text, true).unwrap_or_else(|e| panic!("{listen}: {e}"));
+        assert!(PipeName::parse(&c.listen).is_ok(), "{listen}");
+    }
+    let cases = [
+        (
+            "listen = \"/run/crimux/crimux.sock\"",
+            true,
+            "on Windows crimux serves a named pipe",
+        ),
+        (
+            "listen = \"npipe:////./pipe/crimux\"",
+            false,
+            "named pipes are only for Windows",
+        ),
+        (
+            r#"listen = '\\.\pipe\crimux'"#,
+            false,
+            "named pipes are only for Windows",
+        ),
+        (
+            "listen = \"npipe:////server/pipe/crimux\"",
+            true,
+            "only local pipes",
+        ),
+        ("listen = \"npipe:////./pipe/\"", true, "empty pipe name"),
+        ("listen = \"unix://\"", false, "empty socket path"),
+    ];
+    for (line, windows, needle) in cases {
+        let text = format!("{line}\n[[backend]]\nname = \"w\"\naddress = \"unix:///x\"\n");
+        let err = Config::parse(&text, windows).expect_err(line).to_string();
+        assert!(err.starts_with("listen: "), "{line}: {err}");
+        assert!(err.contains(needle), "{line}: {err:?} lacks {needle:?}");
+    }
+}
+
+#[test]
+fn backend_pipes_are_checked_and_normalised() {
+    for address in [
+        "npipe:////./pipe/containerd-containerd",
+        "npipe://./pipe/containerd-containerd",
+        r"npipe://\\\\.\\pipe\\containerd-containerd",
+    ] {
+        let text = format!("listen = \"npipe:////./pipe/crimux\"\n[[backend]]\nname = \"w\"\naddress = \"{address}\"\n");
+        let c = Config::parse(&text, true).unwrap_or_else(|e| panic!("{address}: {e}"));
+        assert_eq!(
+            c.backends[0].address, "npipe:////./pipe/containerd-containerd",
+            "{address}"
+        );
+    }
+    let text = "listen = \"npipe:////./pipe/crimux\"\n[[backend]]\nname = \"w\"\naddress = \"npipe:////host/pipe/containerd\"\n";
+    let err = Config::parse(text, true)
+        .expect_err("remote pipe")
+        .to_string();
+    assert!(
+        err.contains("backend \"w\"") && err.contains("only local pipes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn windows_defaults_are_a_valid_windows_config() {
+    use crate::platform::defaults::WINDOWS;
+    let text = format!(
+        "listen = '{}'\nroot = '{}'\n[registry]\nconfig_path = '{}'\n[cni]\nconf_dir = '{}'\nbin_dirs = ['{}']\n[[backend]]\nname = \"windows\"\naddress = '{}'\n",
+        WINDOWS.listen,
+        WINDOWS.root,
+        WINDOWS.registry_config_path,
+        WINDOWS.cni_conf_dir,
+        WINDOWS.cni_bin_dir,
+        WINDOWS.containerd_address
+    );
+    let c = Config::parse(&text, true).expect("windows defaults");
+    assert_eq!(
+        PipeName::parse(&c.listen).expect("pipe").path(),
+        r"\\.\pipe\crimux"
+    );
+    assert_eq!(c.root, PathBuf::from(r"C:\ProgramData\crimux\root"));
+    // The Linux defaults are refused under Windows rules, and the other way round.
+    assert!(Config::parse("", true).is_err());
+    assert!(Config::parse(&text, false).is_err());
+}
+
+/// The config install-crimux.ps1 writes: Windows primary on the containerd pipe, the WSL2
+/// delegate over mutual TLS on loopback, in both WSL networking setups.
+#[test]
+fn windows_node_config_with_wsl2_delegate() {
+    let base = r#"
+listen = "npipe:////./pipe/crimux"
+root = 'C:\ProgramData\crimux\root'
+
+[[backend]]
+name = "windows"
+address = "npipe:////./pipe/containerd-containerd"
+role = "primary"
+[[backend.runtime_handlers]]
+name = "runhcs-wcow-process"
+runtime_type = "io.containerd.runhcs.v1"
+[[backend.runtime_handlers]]
+name = "runhcs-wcow-hypervisor"
+runtime_type = "io.containerd.runhcs.v1"
+options = { SandboxIsolation = 1 }
+
+[[backend]]
+name = "wsl2"
+address = "tcp://127.0.0.1:10010"
+role = "delegate"
+os = "linux"
+"#;
+    let tls = "[backend.tls]\nca = 'C:\\ProgramData\\crimux\\certs\\ca.pem'\ncert = 'C:\\ProgramData\\crimux\\certs\\client.pem'\nkey = 'C:\\ProgramData\\crimux\\certs\\client-key.pem'\nserver_name = \"localhost\"\n";
+    let nat = format!("{base}{tls}[[backend.runtime_handlers]]\nname = \"wsl2\"\n");
+    let c = Config::parse(&nat, true).expect("nat config");
+    assert_eq!(c.backends[1].pod_network, PodNetwork::Cni);
+    assert_eq!(c.backends[1].node_ip, None);
+
+    let mirrored = format!(
+        "{base}pod_network = \"host\"\nnode_ip = \"192.168.1.20\"\n{tls}[[backend.runtime_handlers]]\nname = \"wsl2\"\n"
+    );
+    let c = Config::parse(&mirrored, true).expect("mirrored config");
+    assert_eq!(c.backends[1].pod_network, PodNetwork::Host);
+    assert_eq!(
+        c.backends[1].node_ip,
+        Some("192.168.1.20".parse().expect("ip"))
+    );
+}
+
+#[test]
+fn pod_network_and_node_ip_go_together() {
+    let backend =
+        |extra: &str| format!("[[backend]]\nname = \"b\"\naddress = \"unix:///x\"\n{extra}\n");
+    let ok = Config::parse(
+        &backend("pod_network = \"host\"\nnode_ip = \"10.1.2.3\""),
+        false,
+    )
+    .expect("host + node_ip");
+    assert_eq!(ok.backends[0].pod_network, PodNetwork::Host);
+    let v6 = Config::parse(
+        &backend("pod_network = \"host\"\nnode_ip = \"fd00::5\""),
+        false,
+    )
+    .expect("v6 node_ip");
+    assert_eq!(v6.backends[0].node_ip, Some("fd00::5".parse().expect("ip")));
+    assert_eq!(
+        Config::parse(&backend("pod_network = \"cni\""), false)
+            .expect("cni")
+            .backends[0]
+            .pod_network,
+        PodNetwork::Cni
+    );
+    let cases = [
+        ("pod_network = \"host\"", "needs node_ip"),
+        (
+            "node_ip = \"10.1.2.3\"",
+            "node_ip is used only with pod_network = \"host\"",
+        ),
+        (
+            "pod_network = \"host\"\nnode_ip = \"127.0.0.1\"",
+            "not an address other nodes can reach",
+        ),
+        (
+            "pod_network = \"host\"\nnode_ip = \"0.0.0.0\"",
+            "not an address other nodes can reach",
+        ),
+        (
+            "pod_network = \"host\"\nnode_ip = \"node-1\"",
+            "invalid IP address",
+        ),
+        ("pod_network = \"bridge\"", "unknown variant `bridge`"),
+    ];
+    for (extra, needle) in cases {
+        let err = Config::parse(&backend(extra), false)
+            .expect_err(extra)
+            .to_string();
+        assert!(err.contains(needle), "{extra}: {err:?} lacks {needle:?}");
+        assert!(!err.contains('\n'), "{extra}: not one line: {err:?}");
+    }
+}
+
+/// The shipped examples stay valid: manifests/linux/config.toml as is, and the template
+/// install-crimux.ps1 fills, with both WSL2 pod-network settings.
+#[test]
+fn shipped_configs_are_valid() {
+    let linux = Config::parse(include_str!("../manifests/linux/config.toml"), false)
+        .expect("manifests/linux/config.toml");
+    assert_eq!(linux.backends.len(), 1);
+    assert_eq!(linux.role_of(&linux.backends[0]), BackendRole::Primary);
+
+    let template = include_str!("../manifests/windows/config.toml")
+        .replace("__DATA_DIR__", r"C:\ProgramData\crimux")
+        .replace("__WSL_PORT__", "10010");
+    for (pod_network, want) in [
+        ("", PodNetwork::Cni),
+        (
+            "pod_network = \"host\"\nnode_ip = \"192.168.1.20\"",
+            PodNetwork::Host,
+        ),
+    ] {
+        let text = template.replace("__WSL_POD_NETWORK__", pod_network);
+        let c = Config::parse(&text, true).unwrap_or_else(|e| panic!("{pod_network:?}: {e}"));
+        let names: Vec<&str> = c.backends.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["windows", "wsl2"]);
+        assert_eq!(c.role_of(&c.backends[0]), BackendRole::Primary);
+        assert_eq!(
+            c.backends[0].address,
+            "npipe:////./pipe/containerd-containerd"
+        );
+        assert_eq!(c.backends[1].address, "tcp://127.0.0.1:10010");
+        assert_eq!(c.backends[1].pod_network, want);
+        let tls = c.backends[1].tls.as_ref().expect("[backend.tls]");
+        assert_eq!(
+            tls.key,
+            PathBuf::from(r"C:\ProgramData\crimux\certs\client-key.pem")
+        );
+        let handlers: Vec<&str> = c
+            .backends
+            .iter()
+            .flat_map(|b| b.runtime_handlers.iter().map(|h| h.name.as_str()))
+            .collect();
+        assert_eq!(
+            handlers,
+            ["runhcs-wcow-process", "runhcs-wcow-hypervisor", "wsl2"]
+        );
+    }
 }

@@ -1,5 +1,5 @@
-//! `crimux serve`: wire config → registry → backends → dispatcher → CRI server, serve
-//! until SIGTERM/SIGINT.
+//! `crimux serve`: wire config → registry → backends → dispatcher → CRI server and
+//! streaming server, serve until SIGTERM/SIGINT.
 //!
 //! Startup problems are the operator's to fix (bad config, containerd down, socket in
 //! use): they end the process with exit code 2 and one line naming the culprit.
@@ -17,8 +17,9 @@ use crimux_core::Backend;
 use crimux_cri::CriServer;
 use crimux_dispatch::Dispatcher;
 use crimux_registry::Registry;
+use crimux_streaming::{Server as StreamingServer, ServerOptions, TlsFiles};
 
-use crate::config::{BackendConfig, Config};
+use crate::config::{BackendConfig, Config, StreamingConfig};
 use crate::platform::{self, CriListener};
 
 /// Upper bound on reaching one containerd at start, beyond the backend's own timeouts.
@@ -66,14 +67,40 @@ pub async fn run(config: Config) -> Result<(), Failure> {
         .map_err(|e| anyhow!("backend: {e}"))
         .map_err(startup)?;
     dispatcher.reconcile().await;
-    let server = CriServer::new(Arc::new(dispatcher));
-
-    listener
-        .serve(server, shutdown)
+    let dispatcher = Arc::new(dispatcher);
+    // Exec/Attach/PortForward sessions run on the dispatcher, which routes each to the
+    // pod's backend.
+    let streaming = StreamingServer::bind(streaming_options(&config.streaming), dispatcher.clone())
         .await
-        .map_err(|error| Failure { code: 1, error })?;
+        .map_err(|e| anyhow!("{e}"))
+        .map_err(startup)?;
+    tracing::info!(url = %streaming.base_url(), "streaming server ready");
+    let server = CriServer::new(dispatcher).with_streaming(streaming.clone());
+
+    let served = listener.serve(server, shutdown).await;
+    // Open exec/attach/port-forward sessions end with the CRI server.
+    streaming.shutdown().await;
+    served.map_err(|error| Failure { code: 1, error })?;
     tracing::info!("crimux stopped");
     Ok(())
+}
+
+/// The streaming server's options from `[streaming]`; limits and timeouts keep their
+/// defaults (4 h idle, 30 s to open streams, 1 min tokens, 1024 outstanding).
+fn streaming_options(config: &StreamingConfig) -> ServerOptions {
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
+    ServerOptions {
+        address: config.address.clone(),
+        port: config.port,
+        tls,
+        ..ServerOptions::default()
+    }
 }
 
 pub(crate) async fn connect(

@@ -14,9 +14,77 @@ use super::process::Daemon;
 #[derive(Debug, Clone)]
 pub struct BackendConfig {
     pub name: String,
-    /// "unix:///path/to/containerd.sock"
+    /// "unix:///path/to/containerd.sock" or "tcp://127.0.0.1:<port>"
     pub address: String,
     pub namespace: String,
+    /// `role = "primary" | "delegate"`; unset leaves crimux's default.
+    pub role: Option<String>,
+    /// `os = ...`: overrides what containerd's introspection says (a simulated Windows node).
+    pub os: Option<String>,
+    /// `[[backend.runtime_handlers]]` names (runtime_type left to crimux's default).
+    pub runtime_handlers: Vec<String>,
+    /// `[backend.tls]`: mutual TLS for a `tcp://` address.
+    pub tls: Option<BackendTls>,
+    pub insecure: bool,
+}
+
+/// `[backend.tls]` paths.
+#[derive(Debug, Clone)]
+pub struct BackendTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub server_name: Option<String>,
+}
+
+impl BackendConfig {
+    /// A backend with only a name and an address, namespace k8s.io.
+    pub fn new(name: &str, address: &str) -> BackendConfig {
+        BackendConfig {
+            name: name.to_string(),
+            address: address.to_string(),
+            namespace: "k8s.io".to_string(),
+            role: None,
+            os: None,
+            runtime_handlers: Vec::new(),
+            tls: None,
+            insecure: false,
+        }
+    }
+
+    /// This backend as a `[[backend]]` table.
+    pub fn to_toml(&self) -> String {
+        let mut toml = format!(
+            "\n[[backend]]\nname = {:?}\naddress = {:?}\nnamespace = {:?}\n",
+            self.name, self.address, self.namespace
+        );
+        if let Some(role) = &self.role {
+            toml.push_str(&format!("role = {role:?}\n"));
+        }
+        if let Some(os) = &self.os {
+            toml.push_str(&format!("os = {os:?}\n"));
+        }
+        if self.insecure {
+            toml.push_str("insecure = true\n");
+        }
+        for handler in &self.runtime_handlers {
+            toml.push_str(&format!(
+                "[[backend.runtime_handlers]]\nname = {handler:?}\n"
+            ));
+        }
+        if let Some(tls) = &self.tls {
+            toml.push_str(&format!(
+                "[backend.tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
+                tls.ca.display().to_string(),
+                tls.cert.display().to_string(),
+                tls.key.display().to_string()
+            ));
+            if let Some(name) = &tls.server_name {
+                toml.push_str(&format!("server_name = {name:?}\n"));
+            }
+        }
+        toml
+    }
 }
 
 /// What goes into crimux's TOML config. Paths are absolute.
@@ -41,11 +109,7 @@ impl CrimuxConfig {
             dir: dir.to_path_buf(),
             sandbox_image: "registry.k8s.io/pause:3.10".to_string(),
             registry_config_path: None,
-            backends: vec![BackendConfig {
-                name: "default".to_string(),
-                address: containerd_address.to_string(),
-                namespace: "k8s.io".to_string(),
-            }],
+            backends: vec![BackendConfig::new("default", containerd_address)],
             cni: None,
             extra_toml: String::new(),
         }
@@ -80,10 +144,7 @@ impl CrimuxConfig {
             ));
         }
         for backend in &self.backends {
-            toml.push_str(&format!(
-                "\n[[backend]]\nname = {:?}\naddress = {:?}\nnamespace = {:?}\n",
-                backend.name, backend.address, backend.namespace
-            ));
+            toml.push_str(&backend.to_toml());
         }
         if !self.extra_toml.is_empty() {
             toml.push('\n');
@@ -176,6 +237,43 @@ impl Crimux {
         }
         // Reaps the killed child (its SIGTERM finds it gone).
         self.daemon.stop();
+    }
+
+    /// Writes the config and runs the binary expecting it to exit (a refused config);
+    /// returns its exit code and output. Panics if it is still running after 30 s.
+    pub fn run_to_exit(config: &CrimuxConfig) -> (i32, String) {
+        std::fs::create_dir_all(&config.dir).expect("create crimux dir");
+        let config_path = config.dir.join("crimux.toml");
+        std::fs::write(&config_path, config.to_toml()).expect("write crimux config");
+        let mut child = std::process::Command::new(binary())
+            .args(["--config", &config_path.to_string_lossy()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start crimux");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for crimux") {
+                let out = child.wait_with_output().expect("crimux output");
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                return (status.code().unwrap_or(-1), text);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("crimux output");
+                panic!(
+                    "crimux still running after 30 s; output:\n{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Starts crimux again with the same config (root, socket, log file), after

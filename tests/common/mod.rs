@@ -6,11 +6,13 @@
 //! registries (anonymous and password-protected) are shared per test binary, read-only.
 #![allow(dead_code, unused_imports)]
 
+pub mod certs;
 pub mod containerd;
 pub mod crimux;
 pub mod process;
 pub mod registry;
 pub mod runtime;
+pub mod streaming;
 pub mod test_images;
 
 use std::future::Future;

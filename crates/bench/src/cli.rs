@@ -37,6 +37,11 @@ pub struct Cli {
     /// Seconds StopContainer gives the container before SIGKILL (0 = kill at once).
     #[arg(long, global = true, default_value_t = 0)]
     pub stop_timeout: i64,
+    /// RuntimeClass handlers the pods are spread over, round-robin (comma-separated; an
+    /// empty name is the default handler): `--runtime-handler wsl2` puts every pod on the
+    /// backend serving wsl2, `--runtime-handler ,wsl2` half on each.
+    #[arg(long = "runtime-handler", global = true, value_delimiter = ',')]
+    pub runtime_handlers: Vec<String>,
     #[command(subcommand)]
     pub mode: Mode,
 }
@@ -56,6 +61,9 @@ pub enum Mode {
     /// create/start/kill/wait/delete, container + snapshot removal. The image must already
     /// be pulled and unpacked in the namespace (e.g. by a PullImage through crimux).
     Floor(FloorArgs),
+    /// Exec streaming: `head -c --bytes /dev/zero` through exec stdout (MB/s), and a 1-byte
+    /// round trip through an open `cat` session next to ExecSync `echo x` (--n each).
+    Stream(StreamArgs),
 }
 
 #[derive(Debug, Args, PartialEq, Eq)]
@@ -63,6 +71,22 @@ pub struct RelistArgs {
     /// Pods present while listing.
     #[arg(long, default_value_t = 20)]
     pub pods: usize,
+    /// Only ListContainers per iteration (its throughput), not ListPodSandbox too.
+    #[arg(long)]
+    pub containers_only: bool,
+}
+
+#[derive(Debug, Args, PartialEq, Eq)]
+pub struct StreamArgs {
+    /// Bytes per throughput run.
+    #[arg(long, default_value_t = 104_857_600)]
+    pub bytes: u64,
+    /// Throughput runs (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub throughput_runs: usize,
+    /// The client sends SPDY WINDOW_UPDATEs (kubelet and crictl do not).
+    #[arg(long)]
+    pub window_updates: bool,
 }
 
 #[derive(Debug, Args, PartialEq, Eq)]
@@ -113,6 +137,7 @@ impl Cli {
             Mode::ContainerCycle => "container-cycle",
             Mode::Relist(_) => "relist",
             Mode::Floor(_) => "floor",
+            Mode::Stream(_) => "stream",
         }
     }
 
@@ -178,7 +203,31 @@ mod tests {
         assert_eq!(cli.pause_image.as_deref(), Some("reg/pause:1"));
 
         let cli = parse(&["--endpoint", "unix:///s", "relist", "--pods", "5"]).expect("parse");
-        assert_eq!(cli.mode, Mode::Relist(RelistArgs { pods: 5 }));
+        assert_eq!(
+            cli.mode,
+            Mode::Relist(RelistArgs {
+                pods: 5,
+                containers_only: false
+            })
+        );
+        assert!(cli.runtime_handlers.is_empty());
+        let cli = parse(&[
+            "--endpoint",
+            "unix:///s",
+            "--runtime-handler",
+            ",wsl2",
+            "relist",
+            "--containers-only",
+        ])
+        .expect("parse");
+        assert_eq!(cli.runtime_handlers, vec![String::new(), "wsl2".into()]);
+        assert!(matches!(
+            cli.mode,
+            Mode::Relist(RelistArgs {
+                containers_only: true,
+                ..
+            })
+        ));
         assert_eq!(cli.pods(), 5);
 
         let cli = parse(&[

@@ -61,6 +61,8 @@ struct Bench {
     stop_timeout: i64,
     run: String,
     log_dir: String,
+    /// RuntimeClass handlers pods are spread over (never empty: `[""]` by default).
+    handlers: Vec<String>,
 }
 
 /// Times `call`, recording it as `op`.
@@ -110,10 +112,23 @@ impl Bench {
         }
     }
 
-    async fn run_pod(&mut self, s: &mut Samples, pod: &PodSandboxConfig) -> Result<String> {
+    /// The handler of the `i`th pod: round-robin over `--runtime-handler`.
+    fn handler(&self, i: usize) -> String {
+        self.handlers
+            .get(i % self.handlers.len().max(1))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    async fn run_pod(
+        &mut self,
+        s: &mut Samples,
+        pod: &PodSandboxConfig,
+        handler: String,
+    ) -> Result<String> {
         let req = RunPodSandboxRequest {
             config: Some(pod.clone()),
-            runtime_handler: String::new(),
+            runtime_handler: handler,
         };
         Ok(timed(s, "RunPodSandbox", self.rt.run_pod_sandbox(req))
             .await?
@@ -173,7 +188,7 @@ impl Bench {
     async fn pod_cycle(&mut self, s: &mut Samples, i: usize) -> Result<()> {
         let name = format!("bench-{}-{i}", self.run);
         let pod = self.pod_config(&name);
-        let pod_id = self.run_pod(s, &pod).await?;
+        let pod_id = self.run_pod(s, &pod, self.handler(i)).await?;
         let result = self.container_cycle(s, &pod_id, &pod, "c").await;
         let removed = self.remove_pod(s, &pod_id).await;
         result.and(removed)
@@ -243,6 +258,11 @@ pub async fn run(cli: &Cli) -> Result<Samples> {
         stop_timeout: cli.stop_timeout,
         run,
         log_dir: log_dir.display().to_string(),
+        handlers: if cli.runtime_handlers.is_empty() {
+            vec![String::new()]
+        } else {
+            cli.runtime_handlers.clone()
+        },
     };
     bench.pull(channel.clone(), &cli.image).await?;
     if let Some(pause) = &cli.pause_image {
@@ -266,14 +286,16 @@ pub async fn run(cli: &Cli) -> Result<Samples> {
             .await
         }
         Mode::ContainerCycle => {
+            let worker_no = Arc::new(AtomicUsize::new(0));
             spread(n, concurrency, |next| {
                 let mut b = bench.clone();
+                let w = worker_no.fetch_add(1, Ordering::SeqCst);
                 async move {
                     // The worker's pod is set-up, not measured.
                     let mut setup = Samples::default();
-                    let name = format!("bench-{}-w{}", b.run, rand::random::<u16>());
+                    let name = format!("bench-{}-w{w}", b.run);
                     let pod = b.pod_config(&name);
-                    let pod_id = b.run_pod(&mut setup, &pod).await?;
+                    let pod_id = b.run_pod(&mut setup, &pod, b.handler(w)).await?;
                     let mut s = Samples::default();
                     let mut result = Ok(());
                     while let Some(i) = claim(&next, n) {
@@ -292,22 +314,33 @@ pub async fn run(cli: &Cli) -> Result<Samples> {
             })
             .await
         }
-        Mode::Relist(r) => relist(&bench, n, concurrency, r.pods).await,
-        Mode::Floor(_) => Err(anyhow!("floor is not a CRI scenario")),
+        Mode::Relist(r) => relist(&bench, n, concurrency, r.pods, r.containers_only).await,
+        Mode::Floor(_) | Mode::Stream(_) => Err(anyhow!("not a CRI cycle scenario")),
     };
     let _ = std::fs::remove_dir_all(Path::new(&bench.log_dir));
     result
 }
 
-/// Sets up `pods` pods with a running container each, lists `n` times, removes them.
-async fn relist(bench: &Bench, n: usize, concurrency: usize, pods: usize) -> Result<Samples> {
+/// The op under which relist records the wall time of its whole list loop, from which the
+/// list throughput is `n / LIST_LOOP`.
+pub const LIST_LOOP: &str = "list-loop";
+
+/// Sets up `pods` pods with a running container each (spread over the handlers), lists `n`
+/// times, removes them.
+async fn relist(
+    bench: &Bench,
+    n: usize,
+    concurrency: usize,
+    pods: usize,
+    containers_only: bool,
+) -> Result<Samples> {
     let created = spread(pods, concurrency, |next| {
         let mut b = bench.clone();
         async move {
             let mut s = Samples::default();
             while let Some(i) = claim(&next, pods) {
                 let pod = b.pod_config(&format!("bench-{}-{i}", b.run));
-                let pod_id = b.run_pod(&mut s, &pod).await?;
+                let pod_id = b.run_pod(&mut s, &pod, b.handler(i)).await?;
                 let create = CreateContainerRequest {
                     pod_sandbox_id: pod_id.clone(),
                     config: Some(b.container_config("c")),
@@ -325,7 +358,23 @@ async fn relist(bench: &Bench, n: usize, concurrency: usize, pods: usize) -> Res
     .await;
     let mut measured = Samples::default();
     let listed = match created {
-        Ok(_) => list_loop(bench, n, concurrency).await,
+        Ok(_) => {
+            let start = Instant::now();
+            let listed = list_loop(bench, n, concurrency, containers_only).await;
+            let took = start.elapsed();
+            if listed.is_ok() {
+                eprintln!(
+                    "crimux-bench: {n} list iterations with {pods} pods in {:.3} s: {:.0} \
+                     iterations/s (concurrency {concurrency})",
+                    took.as_secs_f64(),
+                    n as f64 / took.as_secs_f64().max(f64::EPSILON)
+                );
+            }
+            listed.map(|mut s| {
+                s.record(LIST_LOOP, took);
+                s
+            })
+        }
         Err(e) => Err(e),
     };
     // Tear down every pod of this run, whatever happened.
@@ -347,15 +396,22 @@ async fn relist(bench: &Bench, n: usize, concurrency: usize, pods: usize) -> Res
     Ok(measured)
 }
 
-async fn list_loop(bench: &Bench, n: usize, concurrency: usize) -> Result<Samples> {
+async fn list_loop(
+    bench: &Bench,
+    n: usize,
+    concurrency: usize,
+    containers_only: bool,
+) -> Result<Samples> {
     spread(n, concurrency, |next| {
         let mut rt = bench.rt.clone();
         async move {
             let mut s = Samples::default();
             while claim(&next, n).is_some() {
                 let start = Instant::now();
-                let pods = ListPodSandboxRequest::default();
-                timed(&mut s, "ListPodSandbox", rt.list_pod_sandbox(pods)).await?;
+                if !containers_only {
+                    let pods = ListPodSandboxRequest::default();
+                    timed(&mut s, "ListPodSandbox", rt.list_pod_sandbox(pods)).await?;
+                }
                 let containers = ListContainersRequest::default();
                 timed(&mut s, "ListContainers", rt.list_containers(containers)).await?;
                 s.record(CYCLE, start.elapsed());

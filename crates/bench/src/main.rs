@@ -5,6 +5,7 @@ mod cli;
 mod cri;
 mod floor;
 mod stats;
+mod stream;
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -32,6 +33,10 @@ async fn run(cli: &Cli) -> Result<()> {
     let started = Instant::now();
     let (target, samples) = match &cli.mode {
         Mode::Floor(args) => (args.containerd.clone(), floor::run(cli, args).await?),
+        Mode::Stream(args) => (
+            cli.endpoint.clone().unwrap_or_default(),
+            stream::run(cli, args).await?,
+        ),
         _ => (
             cli.endpoint.clone().unwrap_or_default(),
             cri::run(cli).await?,

@@ -309,6 +309,17 @@ pub(crate) fn capability_args(req: &AttachRequest) -> Result<Map<String, Value>>
     if !mappings.is_empty() {
         caps.insert("portMappings".into(), Value::Array(mappings));
     }
+    // go-cni's `dns` capability, which the Windows plugins read; only set when asked for.
+    if let Some(dns) = &req.dns {
+        caps.insert(
+            "dns".into(),
+            serde_json::json!({
+                "servers": dns.servers,
+                "searches": dns.searches,
+                "options": dns.options,
+            }),
+        );
+    }
     Ok(caps)
 }
 

@@ -45,17 +45,26 @@ pub(crate) struct Invocation<'a> {
     pub timeout: Duration,
 }
 
-/// The first `bin_dirs` entry holding an executable file named `plugin`.
+/// The first `bin_dirs` entry holding an executable file named `plugin` (on Windows,
+/// `plugin.exe` first).
 pub(crate) fn find_plugin(bin_dirs: &[PathBuf], plugin: &str) -> Option<PathBuf> {
+    let names = crate::netns_windows::plugin_file_names(plugin, cfg!(windows));
     bin_dirs
         .iter()
-        .map(|dir| dir.join(plugin))
+        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
         .find(|p| is_executable(p))
 }
 
+#[cfg(unix)]
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Windows has no execute bit: any file will do (libcni does the same).
+#[cfg(not(unix))]
+fn is_executable(path: &Path) -> bool {
+    path.is_file()
 }
 
 /// Runs `plugin` with `config` on stdin. Returns the parsed stdout, `None` when it is empty

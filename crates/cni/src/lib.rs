@@ -3,31 +3,39 @@
 //! first valid config in the config directory ([`Cni`]).
 //!
 //! Architecture Invariant: this crate knows nothing of CRI protos or containerd; it takes a
-//! sandbox id, its metadata and port mappings and returns addresses. On Windows every
-//! networking call returns `Unimplemented` (Windows pod networking is HCN, a later issue);
-//! config parsing works everywhere.
+//! sandbox id, its metadata and port mappings and returns addresses.
+//!
+//! On Windows the namespace is an HCN namespace named by its GUID ([`netns_windows`]) and
+//! the plugins are the Windows CNI plugins (`win-bridge.exe`, `win-overlay.exe`, `nat.exe`),
+//! run the same way: `CNI_NETNS` is the namespace GUID, `CNI_CONTAINERID` the sandbox id.
+//! Which kind a pod gets follows its backend's OS ([`NetnsKind`]); config parsing and the
+//! pure Windows parts work everywhere.
 
 pub mod config;
 pub mod netns;
+pub mod netns_windows;
 pub mod result;
 
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", windows))]
 mod attach;
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", windows))]
 mod cache;
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", windows))]
 mod exec;
+#[cfg(windows)]
+mod hcn;
 #[cfg(target_os = "linux")]
 mod netns_linux;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crimux_core::sandbox::{PortMapping, SandboxMetadata};
+use crimux_core::sandbox::{DnsConfig, PortMapping, SandboxMetadata};
 use crimux_core::{PodSandboxId, Result};
 
 pub use config::{ConfigError, NetworkConfigList};
 pub use netns::NetNs;
+pub use netns_windows::{create_pod_netns, NetnsKind};
 pub use result::{AttachResult, Interface, IpConfig};
 
 /// The pod-side interface name CRI runtimes use.
@@ -49,6 +57,9 @@ pub struct AttachRequest {
     pub pod: SandboxMetadata,
     /// Passed as the `portMappings` capability to plugins that declare it.
     pub port_mappings: Vec<PortMapping>,
+    /// Passed as the `dns` capability to plugins that declare it (the Windows plugins
+    /// configure the endpoint's DNS from it); `None` passes nothing.
+    pub dns: Option<DnsConfig>,
 }
 
 impl AttachRequest {
@@ -59,6 +70,7 @@ impl AttachRequest {
             ifname: DEFAULT_IFNAME.to_string(),
             pod,
             port_mappings: Vec::new(),
+            dns: None,
         }
     }
 }
@@ -71,7 +83,7 @@ impl AttachRequest {
 pub struct Cni {
     conf_dir: PathBuf,
     bin_dirs: Vec<PathBuf>,
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    #[cfg_attr(not(any(target_os = "linux", windows)), allow(dead_code))]
     cache_dir: PathBuf,
     timeout: Duration,
 }
@@ -108,7 +120,12 @@ impl Cni {
     pub fn status(&self) -> std::result::Result<NetworkConfigList, ConfigError> {
         let list = self.load_config()?;
         for plugin in list.plugin_types() {
-            if !self.bin_dirs.iter().any(|d| d.join(plugin).is_file()) {
+            let names = netns_windows::plugin_file_names(plugin, cfg!(windows));
+            if !self
+                .bin_dirs
+                .iter()
+                .any(|d| names.iter().any(|n| d.join(n).is_file()))
+            {
                 return Err(ConfigError::MissingPlugin {
                     plugin: plugin.to_string(),
                     searched: self.bin_dirs.clone(),
@@ -121,30 +138,30 @@ impl Cni {
     /// CNI ADD through every plugin of the current config. On failure the plugins are
     /// DEL'd again, so a failed setup leaves nothing behind.
     pub async fn setup(&self, req: &AttachRequest) -> Result<AttachResult> {
-        #[cfg(target_os = "linux")]
+        #[cfg(any(target_os = "linux", windows))]
         return self.runner().add(req).await;
-        #[cfg(not(target_os = "linux"))]
+        #[cfg(not(any(target_os = "linux", windows)))]
         return Err(unsupported(req));
     }
 
     /// CNI DEL in reverse order with the config and result cached by `setup`. Idempotent:
     /// succeeds when the pod is already detached or its namespace is gone.
     pub async fn teardown(&self, req: &AttachRequest) -> Result<()> {
-        #[cfg(target_os = "linux")]
+        #[cfg(any(target_os = "linux", windows))]
         return self.runner().teardown(req).await;
-        #[cfg(not(target_os = "linux"))]
+        #[cfg(not(any(target_os = "linux", windows)))]
         return Err(unsupported(req));
     }
 
     /// CNI CHECK (spec 0.4.0+) of an attached pod; `Ok` for older config versions.
     pub async fn check(&self, req: &AttachRequest) -> Result<()> {
-        #[cfg(target_os = "linux")]
+        #[cfg(any(target_os = "linux", windows))]
         return self.runner().check(req).await;
-        #[cfg(not(target_os = "linux"))]
+        #[cfg(not(any(target_os = "linux", windows)))]
         return Err(unsupported(req));
     }
 
-    #[cfg(target_os = "linux")]
+    #[cfg(any(target_os = "linux", windows))]
     fn runner(&self) -> attach::Runner<'_> {
         attach::Runner {
             conf_dir: &self.conf_dir,
@@ -155,10 +172,10 @@ impl Cni {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", windows)))]
 fn unsupported(req: &AttachRequest) -> crimux_core::Error {
     crimux_core::Error::Unimplemented(format!(
-        "CNI networking for pod sandbox {} is Linux-only; Windows networking is HCN, see later issue",
+        "CNI networking for pod sandbox {} needs Linux or Windows",
         req.container_id
     ))
 }

@@ -51,12 +51,16 @@ mod imp {
     pub(super) use crate::netns_linux::*;
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(windows)]
+mod imp {
+    pub(super) use crate::netns_windows::imp::*;
+}
+
+#[cfg(not(any(target_os = "linux", windows)))]
 mod imp {
     use super::*;
 
-    const UNSUPPORTED: &str = "network namespaces exist only on Linux; \
-                               Windows networking is HCN, see later issue";
+    const UNSUPPORTED: &str = "network namespaces exist only on Linux and (as HCN) on Windows";
 
     pub(super) fn create(_dir: &Path, _name: &str) -> Result<NetNs> {
         Err(Error::Unimplemented(UNSUPPORTED.into()))
@@ -103,7 +107,7 @@ impl NetNs {
         imp::run_in(self, f)
     }
 
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    #[cfg_attr(not(any(target_os = "linux", windows)), allow(dead_code))]
     pub(crate) fn from_path(path: PathBuf) -> NetNs {
         NetNs { path }
     }

@@ -46,6 +46,8 @@ pub struct Inner {
     pub cni: Cni,
     /// Container lifecycle events, fanned out to GetContainerEvents subscribers.
     pub events: broadcast::Sender<ContainerEvent>,
+    /// The task states lists answer from, kept current by the event monitor.
+    pub tasks: crate::runtime::task_cache::TaskCache,
 }
 
 impl Inner {
@@ -145,6 +147,7 @@ impl ContainerdBackend {
             ),
             runtime: config.runtime,
             events: broadcast::channel(EVENT_BUFFER).0,
+            tasks: Default::default(),
         });
         crate::monitor::spawn(&inner);
         Ok(Arc::new(ContainerdBackend { inner, info }))

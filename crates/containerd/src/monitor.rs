@@ -8,12 +8,22 @@
 //! Events are handled one at a time, in order, so an OOM is recorded before the exit it
 //! caused is reported. When the stream ends (containerd restarted) the monitor subscribes
 //! again with backoff; it stops once the backend is dropped (it only holds a `Weak`).
+//!
+//! The monitor also keeps the task mirror lists answer from (`runtime/task_cache.rs`):
+//! every `/tasks/*` event marks its task for re-reading, and the stream's state decides
+//! whether the mirror can be trusted. containerd sends a subscription's response headers
+//! with its first event only, so while subscribing the monitor provokes one (a no-op
+//! namespace label update, [`PROBE_LABEL`]); the subscription is known to be live once
+//! anything arrives, and the mirror is resynced from then on. A stream that ends or fails
+//! turns the mirror cold until the next resync.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use containerd_client::events::{TaskExit, TaskOom};
-use containerd_client::services::v1::SubscribeRequest;
+use containerd_client::events::{
+    TaskCreate, TaskDelete, TaskExit, TaskOom, TaskPaused, TaskResumed, TaskStart,
+};
+use containerd_client::services::v1::{Namespace, SubscribeRequest, UpdateNamespaceRequest};
 use containerd_client::types::Envelope;
 use crimux_core::status::ContainerEventKind;
 use crimux_core::{ContainerId, Result};
@@ -27,6 +37,21 @@ use crate::runtime::task::nanos;
 
 const TOPIC_EXIT: &str = "/tasks/exit";
 const TOPIC_OOM: &str = "/tasks/oom";
+/// Task changes that only refresh the task mirror.
+const TOPICS_CHANGED: [&str; 5] = [
+    "/tasks/create",
+    "/tasks/start",
+    "/tasks/delete",
+    "/tasks/paused",
+    "/tasks/resumed",
+];
+/// The event the monitor provokes while subscribing; see the module doc.
+const TOPIC_PROBE: &str = "/namespaces/update";
+/// The namespace label the probe "updates": set to the empty value, which containerd
+/// treats as removing a label that is not there, so nothing changes but the event.
+pub(crate) const PROBE_LABEL: &str = "crimux.io/event-probe";
+/// How often the probe is repeated while the subscription has not answered.
+const PROBE_EVERY: Duration = Duration::from_millis(300);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How long recording an OOM waits for the container's lock.
@@ -60,8 +85,54 @@ pub(crate) enum TaskEvent {
 pub(crate) fn filters(namespace: &str) -> Vec<String> {
     [TOPIC_EXIT, TOPIC_OOM]
         .iter()
+        .chain(TOPICS_CHANGED.iter())
+        .chain(std::iter::once(&TOPIC_PROBE))
         .map(|topic| format!("topic==\"{topic}\",namespace==\"{namespace}\""))
         .collect()
+}
+
+/// The container whose task an event in our namespace says changed: every `/tasks/*`
+/// event of a task's main process (an exec's exit or delete changes no task state).
+pub(crate) fn changed_task(envelope: &Envelope, namespace: &str) -> Option<String> {
+    if envelope.namespace != namespace {
+        return None;
+    }
+    let value = envelope.event.as_ref()?.value.as_slice();
+    match envelope.topic.as_str() {
+        TOPIC_EXIT => TaskExit::decode(value)
+            .ok()
+            .filter(|e| e.id == e.container_id)
+            .map(|e| e.container_id),
+        "/tasks/create" => TaskCreate::decode(value).ok().map(|e| e.container_id),
+        "/tasks/start" => TaskStart::decode(value).ok().map(|e| e.container_id),
+        "/tasks/delete" => TaskDelete::decode(value)
+            .ok()
+            .filter(|e| e.id.is_empty() || e.id == e.container_id)
+            .map(|e| e.container_id),
+        "/tasks/paused" => TaskPaused::decode(value).ok().map(|e| e.container_id),
+        "/tasks/resumed" => TaskResumed::decode(value).ok().map(|e| e.container_id),
+        _ => None,
+    }
+    .filter(|id| !id.is_empty())
+}
+
+/// Provokes a `/namespaces/update` event in our namespace (see [`PROBE_LABEL`]).
+async fn probe(inner: &Inner) {
+    let request = inner.daemon.request(
+        UpdateNamespaceRequest {
+            namespace: Some(Namespace {
+                name: inner.daemon.namespace().to_string(),
+                labels: std::collections::HashMap::new(),
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec![format!("labels.{PROBE_LABEL}")],
+            }),
+        },
+        None,
+    );
+    if let Err(status) = inner.daemon.namespaces().update(request).await {
+        tracing::debug!(backend = %inner.name, error = %status, "event stream probe failed");
+    }
 }
 
 /// Decodes an envelope into the event we act on; others (an exec's exit, another
@@ -102,19 +173,28 @@ async fn run(weak: Weak<Inner>, namespace: String) {
             },
             None,
         );
-        let subscribed = inner.daemon.events().subscribe(request).await;
+        let subscribed = subscribe(&inner, request).await;
         let backend = inner.name.clone();
-        drop(inner);
         match subscribed {
             Ok(stream) => {
+                // Something came through: the subscription is live, events are not lost
+                // from here on, and a resync can make the task mirror trustworthy.
+                inner.tasks.stream_up();
+                drop(inner);
                 tracing::debug!(%backend, "subscribed to containerd task events");
                 backoff = FIRST_BACKOFF;
-                if !follow(&weak, stream.into_inner(), &namespace).await {
+                let more = follow(&weak, stream.into_inner(), &namespace).await;
+                if let Some(inner) = weak.upgrade() {
+                    inner.tasks.stream_down();
+                }
+                if !more {
                     return;
                 }
                 tracing::info!(%backend, "containerd event stream ended; subscribing again");
             }
             Err(status) => {
+                inner.tasks.stream_down();
+                drop(inner);
                 tracing::warn!(%backend, error = %status, ?backoff, "subscribing to containerd events");
             }
         }
@@ -122,6 +202,24 @@ async fn run(weak: Weak<Inner>, namespace: String) {
             return;
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Subscribes, provoking an event until containerd answers (it sends the response
+/// headers with the first event).
+async fn subscribe(
+    inner: &Inner,
+    request: tonic::Request<SubscribeRequest>,
+) -> std::result::Result<tonic::Response<tonic::Streaming<Envelope>>, tonic::Status> {
+    let mut client = inner.daemon.events();
+    let call = client.subscribe(request);
+    tokio::pin!(call);
+    let mut probes = tokio::time::interval(PROBE_EVERY);
+    loop {
+        tokio::select! {
+            answer = &mut call => return answer,
+            _ = probes.tick() => probe(inner).await,
+        }
     }
 }
 
@@ -150,13 +248,21 @@ async fn follow(
                 return true;
             }
         };
-        let Some(event) = decode(&envelope, namespace) else {
+        let changed = changed_task(&envelope, namespace);
+        let event = decode(&envelope, namespace);
+        if changed.is_none() && event.is_none() {
             continue;
-        };
+        }
         let Some(inner) = weak.upgrade() else {
             return false;
         };
-        handle(&inner, event).await;
+        // Marked before the STOPPED event goes out, so a list it prompts sees the exit.
+        if let Some(id) = changed {
+            inner.tasks.mark(&id);
+        }
+        if let Some(event) = event {
+            handle(&inner, event).await;
+        }
     }
 }
 
@@ -316,12 +422,58 @@ mod tests {
 
     #[test]
     fn filters_select_topics_in_our_namespace() {
+        let f = filters("k8s.io");
         assert_eq!(
-            filters("k8s.io"),
+            &f[..2],
             [
                 "topic==\"/tasks/exit\",namespace==\"k8s.io\"",
                 "topic==\"/tasks/oom\",namespace==\"k8s.io\"",
             ]
         );
+        for topic in [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/delete",
+            TOPIC_PROBE,
+        ] {
+            assert!(
+                f.contains(&format!("topic==\"{topic}\",namespace==\"k8s.io\"")),
+                "{topic}: {f:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn task_changes_mark_their_container() {
+        let create = TaskCreate {
+            container_id: "c".into(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let delete_exec = TaskDelete {
+            container_id: "c".into(),
+            id: "exec-1".into(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let delete = TaskDelete {
+            container_id: "c".into(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        // (topic, payload, namespace, marked container)
+        let cases = [
+            ("/tasks/create", create.clone(), "ns", Some("c")),
+            ("/tasks/create", create, "other", None),
+            ("/tasks/exit", exit("c", "c"), "ns", Some("c")),
+            ("/tasks/exit", exit("c", "exec-1"), "ns", None),
+            ("/tasks/delete", delete, "ns", Some("c")),
+            ("/tasks/delete", delete_exec, "ns", None),
+            (TOPIC_PROBE, Vec::new(), "ns", None),
+        ];
+        for (topic, value, ns, want) in cases {
+            let e = envelope(topic, "x", value, ns);
+            assert_eq!(changed_task(&e, "ns").as_deref(), want, "{topic} in {ns}");
+        }
     }
 }

@@ -92,13 +92,19 @@ impl ImageService for CriImageService {
         let request = request.into_inner();
         let span = tracing::Span::current();
         span.record("image", spec_name(request.image.as_ref()));
+        // The image spec's RuntimeClass handler picks the backend to pull into.
+        let handler = request
+            .image
+            .as_ref()
+            .map(|i| i.runtime_handler.clone())
+            .unwrap_or_default();
         let pull = convert::pull_request(request)?;
         if let Some(pod) = &pull.pod_name {
             span.record("pod", pod.as_str());
         }
         let id = self
             .dispatcher
-            .pull_image(&pull)
+            .pull_image_for(&pull, &handler)
             .await
             .map_err(Status::from)?;
         Ok(Response::new(v1::PullImageResponse { image_ref: id.0 }))

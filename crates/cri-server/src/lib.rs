@@ -38,6 +38,8 @@ pub const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
 #[derive(Clone, Debug)]
 pub struct CriServer {
     dispatcher: Arc<Dispatcher>,
+    /// The exec/attach/port-forward server the streaming RPCs hand out URLs for.
+    streaming: Option<Arc<crimux_streaming::Server>>,
     /// Turns true when serving should stop: open GetContainerEvents streams end then, so
     /// a graceful shutdown does not wait on a kubelet that never hangs up.
     closing: tokio::sync::watch::Sender<bool>,
@@ -47,8 +49,16 @@ impl CriServer {
     pub fn new(dispatcher: Arc<Dispatcher>) -> Self {
         CriServer {
             dispatcher,
+            streaming: None,
             closing: tokio::sync::watch::channel(false).0,
         }
+    }
+
+    /// Answers Exec, Attach and PortForward with URLs at `server` (without one they are
+    /// Unavailable).
+    pub fn with_streaming(mut self, server: Arc<crimux_streaming::Server>) -> Self {
+        self.streaming = Some(server);
+        self
     }
 
     pub fn dispatcher(&self) -> &Arc<Dispatcher> {
@@ -56,12 +66,14 @@ impl CriServer {
     }
 
     pub fn runtime_service(&self) -> RuntimeServiceServer<CriRuntimeService> {
-        RuntimeServiceServer::new(CriRuntimeService::with_closing(
-            self.dispatcher.clone(),
-            self.closing.subscribe(),
-        ))
-        .max_decoding_message_size(MAX_MESSAGE_SIZE)
-        .max_encoding_message_size(MAX_MESSAGE_SIZE)
+        let mut service =
+            CriRuntimeService::with_closing(self.dispatcher.clone(), self.closing.subscribe());
+        if let Some(server) = &self.streaming {
+            service = service.with_streaming(server.clone());
+        }
+        RuntimeServiceServer::new(service)
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE)
     }
 
     pub fn image_service(&self) -> ImageServiceServer<CriImageService> {

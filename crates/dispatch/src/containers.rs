@@ -11,12 +11,14 @@ use std::time::Duration;
 
 use crimux_core::container::{ContainerConfig, Resources, WindowsResources};
 use crimux_core::sandbox::SandboxConfig;
-use crimux_core::status::{ContainerStats, ContainerStatus, ExecSyncOutput};
+use crimux_core::status::{
+    ContainerState, ContainerStats, ContainerStatus, ContainerSummary, ExecSyncOutput,
+};
 use crimux_core::{Backend, ContainerId, Error, ImageId, OsNotSupported, PodSandboxId, Result};
 
 use crate::dispatcher::Dispatcher;
 use crate::routes::SandboxRoute;
-use crate::sandboxes::new_id;
+use crate::sandboxes::{new_id, now_ns};
 
 impl Dispatcher {
     /// Creates a container in a routed sandbox; unknown sandbox → NotFound.
@@ -38,22 +40,37 @@ impl Dispatcher {
                     break id;
                 }
             };
+            // As for sandboxes: listed with this record should the backend become
+            // unreachable before its next list.
+            let record = ContainerSummary {
+                id: id.clone(),
+                sandbox_id: sandbox_id.clone(),
+                metadata: config.metadata.clone(),
+                image: config.image.clone(),
+                image_ref: config.image.clone(),
+                state: ContainerState::Created,
+                created_at: now_ns(),
+                labels: config.labels.clone(),
+                annotations: config.annotations.clone(),
+            };
             routes.commit(|t| {
                 t.containers.insert(id.clone(), sandbox_id.clone());
+                t.record_container(&record);
             })?;
             routes.pending.insert(id.0.clone());
             id
         };
         let result = backend
             .create_container(&id, &sandbox_id, config, sandbox_config)
-            .await;
+            .await
+            .map_err(Dispatcher::unreachable(&backend));
         let mut routes = self.routes();
         routes.pending.remove(id.as_str());
         match result {
             Ok(()) => Ok(id),
             Err(e) => {
                 routes.commit_lossy(|t| {
-                    t.containers.remove(&id);
+                    t.remove_container(&id);
                 });
                 tracing::warn!(container_id = %id, error = %e, "create container failed; route dropped");
                 Err(e)
@@ -70,10 +87,10 @@ impl Dispatcher {
         backend: &Arc<dyn Backend>,
         config: &ContainerConfig,
     ) -> Result<()> {
-        let Some(image_os) = self.image_os(&ImageId(config.image.clone())) else {
+        let here = &backend.info().platform.os;
+        let Some(image_os) = self.learn_image_os(backend, &config.image).await else {
             return Ok(());
         };
-        let here = &backend.info().platform.os;
         if here.eq_ignore_ascii_case(&image_os) {
             return Ok(());
         }
@@ -109,14 +126,53 @@ impl Dispatcher {
         )))
     }
 
+    /// The OS of the image a container names: as a pull taught it (by image id), else
+    /// (after a restart, or an image pulled behind crimux's back) the OS of the first
+    /// backend whose store has it, the sandbox's own backend first (an image it holds is
+    /// one it runs). `None` when no
+    /// reachable backend has it: the backend's own create then reports the missing image.
+    async fn learn_image_os(&self, backend: &Arc<dyn Backend>, image: &str) -> Option<String> {
+        let id = ImageId(image.to_string());
+        if let Some(os) = self.image_os(&id) {
+            return Some(os);
+        }
+        let here = backend.info().name.clone();
+        let others = self
+            .fan_out()
+            .into_iter()
+            .filter(|(_, b)| b.info().name != here)
+            .map(|(_, b)| b);
+        for b in std::iter::once(backend.clone()).chain(others) {
+            match b.image_status(image).await {
+                Ok(Some(found)) => {
+                    let os = b.info().platform.os.clone();
+                    // Not cached: a tag may name a different image in each store.
+                    tracing::debug!(image, backend = %b.info().name, %os, image_os = %found.platform.os, "image OS from a backend's store");
+                    return Some(os);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(image, backend = %b.info().name, error = %e, "image status failed while learning its OS")
+                }
+            }
+        }
+        None
+    }
+
     pub async fn start_container(&self, given: &str) -> Result<()> {
         let (id, _, backend) = self.container_route(given)?;
-        backend.start_container(&id).await
+        backend
+            .start_container(&id)
+            .await
+            .map_err(Dispatcher::unreachable(&backend))
     }
 
     pub async fn stop_container(&self, given: &str, timeout: Duration) -> Result<()> {
         let (id, _, backend) = self.container_route(given)?;
-        backend.stop_container(&id, timeout).await
+        backend
+            .stop_container(&id, timeout)
+            .await
+            .map_err(Dispatcher::unreachable(&backend))
     }
 
     /// Removes the container and its route. An unknown id succeeds.
@@ -134,17 +190,24 @@ impl Dispatcher {
         match backend.remove_container(&id).await {
             Ok(()) => {}
             Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err(Dispatcher::unreachable(&backend)(e)),
         }
         self.routes().commit_lossy(|t| {
-            t.containers.remove(&id);
+            t.remove_container(&id);
         });
         Ok(())
     }
 
+    /// An unreachable backend's container is Unavailable, naming the backend. What is
+    /// learned is kept as the last known state.
     pub async fn container_status(&self, given: &str, verbose: bool) -> Result<ContainerStatus> {
         let (id, _, backend) = self.container_route(given)?;
-        backend.container_status(&id, verbose).await
+        let status = backend
+            .container_status(&id, verbose)
+            .await
+            .map_err(Dispatcher::unreachable(&backend))?;
+        self.remember(&[], &[&status.summary]);
+        Ok(status)
     }
 
     pub async fn update_container_resources(
@@ -157,11 +220,15 @@ impl Dispatcher {
         backend
             .update_container_resources(&id, linux, windows)
             .await
+            .map_err(Dispatcher::unreachable(&backend))
     }
 
     pub async fn reopen_container_log(&self, given: &str) -> Result<()> {
         let (id, _, backend) = self.container_route(given)?;
-        backend.reopen_container_log(&id).await
+        backend
+            .reopen_container_log(&id)
+            .await
+            .map_err(Dispatcher::unreachable(&backend))
     }
 
     pub async fn exec_sync(
@@ -171,11 +238,17 @@ impl Dispatcher {
         timeout: Option<Duration>,
     ) -> Result<ExecSyncOutput> {
         let (id, _, backend) = self.container_route(given)?;
-        backend.exec_sync(&id, cmd, timeout).await
+        backend
+            .exec_sync(&id, cmd, timeout)
+            .await
+            .map_err(Dispatcher::unreachable(&backend))
     }
 
     pub async fn container_stats(&self, given: &str) -> Result<ContainerStats> {
         let (id, _, backend) = self.container_route(given)?;
-        backend.container_stats(&id).await
+        backend
+            .container_stats(&id)
+            .await
+            .map_err(Dispatcher::unreachable(&backend))
     }
 }

@@ -136,16 +136,16 @@ impl Dispatcher {
         containers: Option<&[ContainerSummary]>,
     ) {
         let mut routes = self.routes();
-        let mut table = routes.table.clone();
+        let RouteState { table, pending, .. } = &mut *routes;
         let mut changed = false;
         if let Some(sandboxes) = sandboxes {
-            changed |= table.reconcile_sandboxes(backend, sandboxes, &routes.pending);
+            changed |= table.reconcile_sandboxes(backend, sandboxes, pending);
         }
         if let Some(containers) = containers {
-            changed |= table.reconcile_containers(backend, containers, &routes.pending);
+            changed |= table.reconcile_containers(backend, containers, pending);
         }
         if changed {
-            routes.commit_lossy(|t| *t = table);
+            routes.commit_lossy(|_| {});
         }
     }
 
@@ -210,9 +210,41 @@ impl Dispatcher {
         Ok((id, sandbox.clone(), backend))
     }
 
-    /// Whether an error means the backend could not be reached (lists skip it).
+    /// Whether an error means the backend could not be reached (lists answer for it from
+    /// the records).
     pub(crate) fn is_unavailable(e: &Error) -> bool {
         e.code() == Code::Unavailable
+    }
+
+    /// Names the backend in an Unavailable error from a routed call, so the caller learns
+    /// which backend is unreachable; other errors pass unchanged.
+    pub(crate) fn unreachable(backend: &Arc<dyn Backend>) -> impl Fn(Error) -> Error + '_ {
+        move |e| {
+            if Dispatcher::is_unavailable(&e) {
+                e.context(format_args!(
+                    "backend {} is unreachable",
+                    backend.info().name
+                ))
+            } else {
+                e
+            }
+        }
+    }
+
+    /// Keeps the summaries a successful status call returned as the last known state of
+    /// their (routed) sandbox and containers, saving when anything changed.
+    pub(crate) fn remember(&self, sandboxes: &[&SandboxSummary], containers: &[&ContainerSummary]) {
+        let mut routes = self.routes();
+        let mut changed = false;
+        for s in sandboxes {
+            changed |= routes.table.record_sandbox(s);
+        }
+        for c in containers {
+            changed |= routes.table.record_container(c);
+        }
+        if changed {
+            routes.commit_lossy(|_| {});
+        }
     }
 
     /// The router, locked. Callers keep the guard for synchronous decisions only and

@@ -5,31 +5,112 @@
 //! with `OsNotSupported`. Reads ask every backend and merge.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use futures::future::join_all;
 use tonic::Code;
 
-use crimux_core::{BackendInfo, Error, FsUsage, Image, ImageId, OsNotSupported, PullImage, Result};
+use crimux_core::{
+    Backend, BackendInfo, Error, FsUsage, Image, ImageId, OsNotSupported, PullImage, Result,
+};
 
 use crate::dispatcher::Dispatcher;
 use crate::routing::BackendIdx;
 
 impl Dispatcher {
-    /// Pulls into every backend; succeeds when at least one took the image and none
-    /// failed for another reason than its OS. Returns the primary's image id when it took
-    /// the image, else the first delegate's.
-    #[tracing::instrument(skip_all, fields(image = %request.reference))]
+    /// Pulls with no runtime handler named; see [`Dispatcher::pull_image_for`].
     pub async fn pull_image(&self, request: &PullImage) -> Result<ImageId> {
-        let targets = self.fan_out();
-        let results = join_all(targets.iter().map(|(_, b)| b.pull_image(request))).await;
-        let answers: Vec<(BackendIdx, Result<ImageId>)> =
-            targets.iter().map(|(i, _)| *i).zip(results).collect();
-        let infos: Vec<BackendInfo> = targets.iter().map(|(_, b)| b.info().clone()).collect();
-        let (id, accepted) = merge_pulls(request, &infos, answers)?;
+        self.pull_image_for(request, "").await
+    }
+
+    /// Pulls an image where it will run.
+    ///
+    /// - A named `runtime_handler` (the image spec's) pulls into the backend serving it
+    ///   only; an unknown handler is NotFound listing the known ones.
+    /// - A pull for a pod (`pod_uid`, from the request's sandbox config) whose sandbox is
+    ///   routed pulls into that pod's backend only. If that backend cannot run the image's
+    ///   OS, the backends that can take it instead: the image's OS is then learned as the
+    ///   pod's hint, and CreateContainer sends the pod round to the right backend.
+    /// - Otherwise every backend is asked, and each takes the image if it can run it.
+    ///
+    /// The image's OS is recorded per backend that took it, and as the pod's hint when
+    /// the pull was for a pod. Returns the primary's image id when it took the image,
+    /// else the first delegate's.
+    #[tracing::instrument(skip_all, fields(image = %request.reference, runtime_handler))]
+    pub async fn pull_image_for(
+        &self,
+        request: &PullImage,
+        runtime_handler: &str,
+    ) -> Result<ImageId> {
+        let everyone = self.fan_out();
+        let target = if !runtime_handler.is_empty() {
+            Some((self.router().backend_for_handler(runtime_handler)?, true))
+        } else {
+            request
+                .pod_uid
+                .as_deref()
+                .and_then(|uid| self.pod_backend(uid))
+                .map(|idx| (idx, false))
+        };
+        let (first, rest): (Vec<_>, Vec<_>) = match target {
+            Some((idx, _)) => everyone.into_iter().partition(|(i, _)| *i == idx),
+            None => (everyone, Vec::new()),
+        };
+        let mut result = self.pull_into(request, &first).await;
+        if let (Some((_, false)), Err(Error::OsNotSupported(_))) = (target, &result) {
+            if !rest.is_empty() {
+                tracing::info!(pod = ?request.pod_name, "the pod's backend cannot run the image: pulling where it can run");
+                result = self.pull_into(request, &rest).await;
+            }
+        }
+        let (id, accepted) = result.map_err(|e| match e {
+            // The refusal lists every OS this node runs, not only those asked.
+            Error::OsNotSupported(mut r) => {
+                r.node_os = self.node_os();
+                Error::OsNotSupported(r)
+            }
+            e => e,
+        })?;
         self.router()
             .record_pull(request.pod_uid.as_deref(), &accepted);
         tracing::info!(image_id = %id, backends = accepted.len(), "pulled image");
         Ok(id)
+    }
+
+    /// Pulls into `targets` at once and merges their answers.
+    async fn pull_into(
+        &self,
+        request: &PullImage,
+        targets: &[(BackendIdx, Arc<dyn Backend>)],
+    ) -> Result<(ImageId, Vec<(BackendIdx, ImageId)>)> {
+        let results = join_all(targets.iter().map(|(_, b)| async move {
+            b.pull_image(request)
+                .await
+                .map_err(Dispatcher::unreachable(b))
+        }))
+        .await;
+        let answers: Vec<(BackendIdx, Result<ImageId>)> =
+            targets.iter().map(|(i, _)| *i).zip(results).collect();
+        let infos: Vec<BackendInfo> = targets.iter().map(|(_, b)| b.info().clone()).collect();
+        merge_pulls(request, &infos, answers)
+    }
+
+    /// The backend of a pod's newest routed sandbox, if it has one.
+    fn pod_backend(&self, pod_uid: &str) -> Option<BackendIdx> {
+        let name = {
+            let routes = self.routes();
+            routes
+                .table
+                .sandboxes
+                .values()
+                .filter(|r| r.uid == pod_uid)
+                .max_by_key(|r| r.attempt)
+                .map(|r| r.backend.clone())?
+        };
+        self.fan_out()
+            .into_iter()
+            .find(|(_, b)| b.info().name == name)
+            .map(|(i, _)| i)
     }
 
     /// The image from the first backend (primary first) that has it. A backend that is

@@ -30,11 +30,16 @@ pub mod testing;
 mod runtime_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod unreachable_tests;
 
 pub use dispatcher::Dispatcher;
 pub use images::{merge_images, merge_pulls};
 pub use lists::{ContainerFilter, SandboxFilter};
-pub use routes::{RouteTable, SandboxRoute, ROUTES_FILE};
+pub use routes::{LastKnown, RouteTable, SandboxRoute, ROUTES_FILE};
 pub use routing::{BackendIdx, PlacedBy, PodPlacement, Router, OS_ANNOTATION};
 pub use sandboxes::{new_id, PodStatusReport};
-pub use status::{merge_status, BackendReport, NodeStatus};
+pub use status::{
+    merge_status, BackendReport, NodeCondition, NodeStatus, BACKEND_CONDITION_PREFIX,
+    BACKEND_UNREACHABLE_REASON,
+};

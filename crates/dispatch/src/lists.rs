@@ -1,12 +1,14 @@
 //! List fan-outs: every backend is asked at once and the answers concatenated (primary
 //! first), filtered here.
 //!
-//! A backend that answers `Unavailable` is skipped with a warning: its pods and containers
-//! are missing from the answer until it is back (they are not synthesised from the route
-//! table as NOTREADY/UNKNOWN; kubelet would act on such fakes). Its routes stay. Any other
-//! error fails the list, and so does every backend being unavailable. Each successful list
-//! also reconciles that backend's routes, which is how a backend that was down at start
-//! gets its routes repaired.
+//! A backend that answers `Unavailable` does not fail the list: its pods and containers
+//! are listed from crimux's own records (`routes.rs`, [`crate::routes::LastKnown`]) with
+//! their last known state, and the runtime Status carries a condition naming the backend
+//! and why it is unreachable. The stats lists leave it out (nothing can be measured). Any
+//! other error fails the list, and so does every backend being unavailable. Each
+//! successful list also reconciles that backend's routes and records, which is how a
+//! backend that was down gets its routes repaired when it is back: records are keyed by
+//! id, so nothing is listed twice.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -62,81 +64,104 @@ impl ContainerFilter {
     }
 }
 
+/// The backends that answered, with their answers, and those that were unreachable.
+struct Answers<T> {
+    answered: Vec<(Arc<dyn Backend>, T)>,
+    unreachable: Vec<Arc<dyn Backend>>,
+}
+
 impl Dispatcher {
-    /// Asks every backend concurrently (primary first in the answer), skipping unavailable
-    /// ones; see the module doc.
-    async fn ask_each<'a, T, F, Fut>(
-        &'a self,
-        what: &str,
-        call: F,
-    ) -> Result<Vec<(Arc<dyn Backend>, T)>>
+    /// Asks every backend concurrently (primary first in the answer); see the module doc.
+    async fn ask_each<'a, T, F, Fut>(&'a self, what: &str, call: F) -> Result<Answers<T>>
     where
         F: Fn(Arc<dyn Backend>) -> Fut,
         Fut: std::future::Future<Output = Result<T>> + 'a,
     {
         let targets = self.fan_out();
         let results = join_all(targets.iter().map(|(_, b)| call(b.clone()))).await;
-        let mut answers = Vec::with_capacity(results.len());
+        let mut answers = Answers {
+            answered: Vec::with_capacity(results.len()),
+            unreachable: Vec::new(),
+        };
         let mut unavailable = None;
         for ((_, backend), result) in targets.into_iter().zip(results) {
             match result {
-                Ok(v) => answers.push((backend, v)),
+                Ok(v) => answers.answered.push((backend, v)),
                 Err(e) if Dispatcher::is_unavailable(&e) => {
-                    tracing::warn!(backend = %backend.info().name, error = %e, "{what}: skipping unavailable backend");
-                    unavailable.get_or_insert(e);
+                    tracing::warn!(backend = %backend.info().name, error = %e, "{what}: backend unreachable; answering from its records");
+                    unavailable.get_or_insert(Dispatcher::unreachable(&backend)(e));
+                    answers.unreachable.push(backend);
                 }
                 Err(e) => return Err(e.context(format_args!("backend {}", backend.info().name))),
             }
         }
         match unavailable {
-            Some(e) if answers.is_empty() => Err(e),
+            Some(e) if answers.answered.is_empty() => Err(e),
             _ => Ok(answers),
         }
     }
 
-    async fn sandboxes_by_backend(&self) -> Result<Vec<(Arc<dyn Backend>, Vec<SandboxSummary>)>> {
+    async fn sandboxes_by_backend(&self) -> Result<Answers<Vec<SandboxSummary>>> {
         let answers = self
             .ask_each("list pod sandboxes", |b| async move {
                 b.list_pod_sandboxes().await
             })
             .await?;
-        for (backend, listed) in &answers {
+        for (backend, listed) in &answers.answered {
             self.reconcile_backend(&backend.info().name, Some(listed), None);
         }
         Ok(answers)
     }
 
-    async fn containers_by_backend(
-        &self,
-    ) -> Result<Vec<(Arc<dyn Backend>, Vec<ContainerSummary>)>> {
+    async fn containers_by_backend(&self) -> Result<Answers<Vec<ContainerSummary>>> {
         let answers = self
             .ask_each(
                 "list containers",
                 |b| async move { b.list_containers().await },
             )
             .await?;
-        for (backend, listed) in &answers {
+        for (backend, listed) in &answers.answered {
             self.reconcile_backend(&backend.info().name, None, Some(listed));
         }
         Ok(answers)
     }
 
+    /// Every backend's sandboxes; an unreachable backend's from the records.
     pub async fn list_pod_sandboxes(&self, filter: &SandboxFilter) -> Result<Vec<SandboxSummary>> {
-        Ok(self
-            .sandboxes_by_backend()
-            .await?
+        let answers = self.sandboxes_by_backend().await?;
+        let recorded: Vec<SandboxSummary> = {
+            let routes = self.routes();
+            answers
+                .unreachable
+                .iter()
+                .flat_map(|b| routes.table.sandboxes_on(&b.info().name))
+                .collect()
+        };
+        Ok(answers
+            .answered
             .into_iter()
             .flat_map(|(_, listed)| listed)
+            .chain(recorded)
             .filter(|s| filter.matches(s))
             .collect())
     }
 
+    /// Every backend's containers; an unreachable backend's from the records.
     pub async fn list_containers(&self, filter: &ContainerFilter) -> Result<Vec<ContainerSummary>> {
-        Ok(self
-            .containers_by_backend()
-            .await?
+        let answers = self.containers_by_backend().await?;
+        let recorded: Vec<ContainerSummary> = {
+            let routes = self.routes();
+            answers
+                .unreachable
+                .iter()
+                .flat_map(|b| routes.table.containers_on(&b.info().name))
+                .collect()
+        };
+        Ok(answers
+            .answered
             .into_iter()
             .flat_map(|(_, listed)| listed)
+            .chain(recorded)
             .filter(|c| filter.matches(c))
             .collect())
     }
@@ -148,7 +173,7 @@ impl Dispatcher {
         filter: &ContainerFilter,
     ) -> Result<Vec<ContainerStats>> {
         let mut calls = Vec::new();
-        for (backend, listed) in self.containers_by_backend().await? {
+        for (backend, listed) in self.containers_by_backend().await?.answered {
             for c in listed.into_iter().filter(|c| filter.matches(c)) {
                 let backend = backend.clone();
                 calls.push(async move { (c.id.clone(), backend.container_stats(&c.id).await) });
@@ -163,7 +188,7 @@ impl Dispatcher {
         filter: &SandboxFilter,
     ) -> Result<Vec<SandboxStats>> {
         let mut calls = Vec::new();
-        for (backend, listed) in self.sandboxes_by_backend().await? {
+        for (backend, listed) in self.sandboxes_by_backend().await?.answered {
             for s in listed.into_iter().filter(|s| filter.matches(s)) {
                 let backend = backend.clone();
                 calls.push(async move { (s.id.clone(), backend.pod_sandbox_stats(&s.id).await) });

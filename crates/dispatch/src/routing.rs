@@ -161,6 +161,17 @@ impl Router {
         h
     }
 
+    /// The backend serving a named runtime handler; an unknown one is NotFound listing
+    /// the handlers this node serves.
+    pub fn backend_for_handler(&self, handler: &str) -> Result<BackendIdx> {
+        self.handlers.get(handler).copied().ok_or_else(|| {
+            Error::NotFound(format!(
+                "no backend serves runtime handler {handler:?} (node serves [{}])",
+                self.runtime_handlers().join(", ")
+            ))
+        })
+    }
+
     /// The backend running `os`, the primary when it does.
     pub fn backend_for_os(&self, os: &str) -> Option<BackendIdx> {
         self.fan_out_order()
@@ -176,13 +187,7 @@ impl Router {
             .map(|s| s.trim())
             .filter(|s| !s.is_empty());
         if !pod.runtime_handler.is_empty() {
-            let Some(&idx) = self.handlers.get(pod.runtime_handler) else {
-                return Err(Error::NotFound(format!(
-                    "no backend serves runtime handler {:?} (node serves [{}])",
-                    pod.runtime_handler,
-                    self.runtime_handlers().join(", ")
-                )));
-            };
+            let idx = self.backend_for_handler(pod.runtime_handler)?;
             let backend = &self.backends[idx.0];
             if let Some(os) = wanted_os {
                 if !backend.platform.os.eq_ignore_ascii_case(os) {

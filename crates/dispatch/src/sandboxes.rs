@@ -7,7 +7,9 @@
 
 use futures::future::join_all;
 
-use crimux_core::status::{ContainerStatus, SandboxStats, SandboxStatus};
+use crimux_core::status::{
+    ContainerStatus, ContainerSummary, SandboxState, SandboxStats, SandboxStatus, SandboxSummary,
+};
 use crimux_core::{Error, PodSandboxId, Result};
 
 use crate::dispatcher::Dispatcher;
@@ -71,14 +73,29 @@ impl Dispatcher {
                     break id;
                 }
             };
+            // The record says what the pod will be once the backend answers: should the
+            // backend become unreachable before its next list, the pod is still listed.
+            let record = SandboxSummary {
+                id: id.clone(),
+                metadata: meta.clone(),
+                state: SandboxState::Ready,
+                created_at: now_ns(),
+                labels: config.labels.clone(),
+                annotations: config.annotations.clone(),
+                runtime_handler: config.runtime_handler.clone(),
+            };
             routes.commit(|t| {
                 t.sandboxes
                     .insert(id.clone(), SandboxRoute::new(&name, meta));
+                t.record_sandbox(&record);
             })?;
             routes.pending.insert(id.0.clone());
             id
         };
-        let result = backend.run_pod_sandbox(&id, config).await;
+        let result = backend
+            .run_pod_sandbox(&id, config)
+            .await
+            .map_err(Dispatcher::unreachable(&backend));
         let mut routes = self.routes();
         routes.pending.remove(id.as_str());
         match result {
@@ -108,7 +125,10 @@ impl Dispatcher {
             }
             other => other?,
         };
-        backend.stop_pod_sandbox(&id).await
+        backend
+            .stop_pod_sandbox(&id)
+            .await
+            .map_err(Dispatcher::unreachable(&backend))
     }
 
     /// Removes the pod on its backend, then forgets its routes (its containers' too) and,
@@ -129,7 +149,7 @@ impl Dispatcher {
             Err(e) if e.is_not_found() => {
                 tracing::debug!(pod_id = %id, "backend no longer had the sandbox")
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(Dispatcher::unreachable(&backend)(e)),
         }
         let last_of_pod = {
             let mut routes = self.routes();
@@ -148,10 +168,16 @@ impl Dispatcher {
 
     /// The pod's status and its containers' (a container that vanishes meanwhile is left
     /// out).
+    /// An unreachable backend's pod is Unavailable, naming the backend. What is learned
+    /// is kept as the last known state.
     pub async fn pod_sandbox_status(&self, given: &str, verbose: bool) -> Result<PodStatusReport> {
         let (id, _, backend) = self.sandbox_route(given)?;
-        let sandbox = backend.pod_sandbox_status(&id, verbose).await?;
-        let listed = backend.list_containers().await?;
+        let unreachable = Dispatcher::unreachable(&backend);
+        let sandbox = backend
+            .pod_sandbox_status(&id, verbose)
+            .await
+            .map_err(&unreachable)?;
+        let listed = backend.list_containers().await.map_err(&unreachable)?;
         let statuses = join_all(
             listed
                 .iter()
@@ -168,7 +194,9 @@ impl Dispatcher {
                     None
                 }
             })
-            .collect();
+            .collect::<Vec<ContainerStatus>>();
+        let summaries: Vec<&ContainerSummary> = containers.iter().map(|c| &c.summary).collect();
+        self.remember(&[&sandbox.summary], &summaries);
         Ok(PodStatusReport {
             sandbox,
             containers,
@@ -178,6 +206,9 @@ impl Dispatcher {
 
     pub async fn pod_sandbox_stats(&self, given: &str) -> Result<SandboxStats> {
         let (id, _, backend) = self.sandbox_route(given)?;
-        backend.pod_sandbox_stats(&id).await
+        backend
+            .pod_sandbox_stats(&id)
+            .await
+            .map_err(Dispatcher::unreachable(&backend))
     }
 }

@@ -4,6 +4,9 @@
 //! The runtime is ready when the primary is: kubelet must not see a node whose primary
 //! cannot run pods as ready, while a delegate being down only affects pods placed on it.
 //! The network is ready when every backend that answered says so: a pod may land on any.
+//! Each backend also gets a condition of its own (`BackendReachable/<name>`), false with
+//! the error when it cannot be reached: while it is down its pods are listed from crimux's
+//! records, and this condition is the status that says why.
 
 use futures::stream::{self, BoxStream, StreamExt};
 use tokio::sync::broadcast;
@@ -17,6 +20,20 @@ use crate::dispatcher::Dispatcher;
 pub const RUNTIME_UNREACHABLE_REASON: &str = "PrimaryBackendUnreachable";
 /// Reason used when no backend reported its network.
 pub const NETWORK_UNKNOWN_REASON: &str = "NetworkPluginNotReady";
+
+/// Type of the per-backend condition: this prefix, then the backend's name.
+pub const BACKEND_CONDITION_PREFIX: &str = "BackendReachable/";
+/// Reason of a per-backend condition whose backend does not answer.
+pub const BACKEND_UNREACHABLE_REASON: &str = "BackendUnreachable";
+
+/// A condition of the node beyond runtime and network readiness (CRI `RuntimeCondition`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeCondition {
+    pub kind: String,
+    pub status: bool,
+    pub reason: String,
+    pub message: String,
+}
 
 /// One backend's answer to a status call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,8 +53,35 @@ pub struct NodeStatus {
     pub network_ready: bool,
     pub network_reason: String,
     pub network_message: String,
+    /// One condition per backend: reachable, or why not.
+    pub conditions: Vec<NodeCondition>,
     /// Every backend's own answer, for verbose status.
     pub backends: Vec<BackendReport>,
+}
+
+/// The per-backend conditions of [`NodeStatus::conditions`].
+fn backend_conditions(reports: &[BackendReport]) -> Vec<NodeCondition> {
+    reports
+        .iter()
+        .map(|r| match &r.status {
+            Ok(_) => NodeCondition {
+                kind: format!("{BACKEND_CONDITION_PREFIX}{}", r.name),
+                status: true,
+                reason: String::new(),
+                message: String::new(),
+            },
+            Err(e) => NodeCondition {
+                kind: format!("{BACKEND_CONDITION_PREFIX}{}", r.name),
+                status: false,
+                reason: BACKEND_UNREACHABLE_REASON.to_string(),
+                message: format!(
+                    "{} backend {} is unreachable: {e}; its pods and containers are listed \
+                     with their last known state and operations on them fail with Unavailable",
+                    r.role, r.name
+                ),
+            },
+        })
+        .collect()
 }
 
 /// Merges per-backend reports; see the module doc.
@@ -86,6 +130,7 @@ pub fn merge_status(reports: Vec<BackendReport>) -> NodeStatus {
         network_ready,
         network_reason,
         network_message,
+        conditions: backend_conditions(&reports),
         backends: reports,
     }
 }

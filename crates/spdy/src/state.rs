@@ -497,6 +497,14 @@ impl State {
             self.reset_stream(id, RstStatus::ProtocolError, true, cfg);
             return Action::Continue;
         }
+        if !st.has_handle {
+            // Nobody reads this stream any more (dropped after our FIN): discard.
+            if fin {
+                self.streams.remove(&id);
+            }
+            self.credit_session(data.len(), cfg);
+            return Action::Continue;
+        }
         st.recv_window -= n;
         if strict && st.recv_window < 0 {
             self.credit_session(data.len(), cfg);

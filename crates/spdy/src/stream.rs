@@ -3,8 +3,9 @@
 //! Reads drain DATA the reader task buffered (EOF after the peer's FIN) and
 //! return flow-control credit as they go; writes queue DATA frames within the
 //! peer's windows (strict mode) and the connection's write-queue limit;
-//! `shutdown()` sends FIN (half-close). Dropping an unfinished stream resets
-//! it with CANCEL so the peer stops sending.
+//! `shutdown()` sends FIN (half-close). Dropping a stream we have not
+//! half-closed resets it with CANCEL so the peer stops sending; dropping one we
+//! have half-closed lets our last frames go out and discards the peer's rest.
 
 use std::io;
 use std::pin::Pin;
@@ -405,7 +406,25 @@ impl Drop for Stream {
         st.has_handle = false;
         let unfinished = !st.is_closed();
         let buffered = st.recv_buffered;
+        let half_closed = st.send_fin;
+        if unfinished && half_closed {
+            st.recv.clear();
+            st.recv_buffered = 0;
+        }
         let cfg = &self.shared.config;
+        if unfinished && !state.closed && half_closed {
+            // Half-closed by us: our queued DATA and FIN still go out (a reset would
+            // discard them). What the peer still sends is dropped as it arrives, and the
+            // stream is forgotten once the peer finishes or resets it.
+            state.credit_session(buffered, cfg);
+            let paused = state.reader_paused;
+            drop(state);
+            self.shared.writer_wake.notify_one();
+            if paused {
+                self.shared.events.notify_waiters();
+            }
+            return;
+        }
         if unfinished && !state.closed {
             // Nobody will read or write any more: tell the peer to stop.
             state.reset_stream(self.id, RstStatus::Cancel, true, cfg);

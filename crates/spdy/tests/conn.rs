@@ -677,3 +677,39 @@ async fn dropping_an_unfinished_stream_cancels_it() {
         }
     );
 }
+
+#[tokio::test]
+async fn dropping_a_half_closed_stream_keeps_its_last_frames() {
+    let (conn, mut peer) = setup(Config::default()).await;
+    peer.open(1, "data", false).await;
+    let mut s = accept(&conn).await;
+    s.write_all(b"bye").await.unwrap();
+    s.shutdown().await.unwrap();
+    drop(s);
+    let mut got = Vec::new();
+    let mut fin = false;
+    while !fin {
+        match peer.recv_skip_updates().await {
+            Frame::SynReply { .. } => {}
+            Frame::Data {
+                stream_id: 1,
+                fin: f,
+                data,
+            } => {
+                got.extend_from_slice(&data);
+                fin = f;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(got, b"bye");
+    // The peer's late data is discarded without a reset; its FIN forgets the stream,
+    // and the session goes on.
+    peer.data(1, &[7u8; 100_000], false).await;
+    peer.data(1, b"", true).await;
+    assert_eq!(peer.next_within(QUIET).await, None);
+    peer.open(3, "stdout", false).await;
+    let mut s = accept(&conn).await;
+    s.write_all(b"next").await.unwrap();
+    assert_eq!(peer.read_data(3, 4).await, b"next");
+}

@@ -17,9 +17,11 @@ mod image;
 pub mod linux;
 pub mod seccomp;
 pub mod user;
+pub mod windows;
 
 pub use image::ImageConfig;
 pub use linux::{container_spec, sandbox_spec, ContainerSpecInput, SandboxSpecInput};
+pub use windows::{Isolation, WindowsContainerSpecInput, WindowsSandboxSpecInput};
 
 /// What the spec builders need to know about the Linux host that will run the spec.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -9,13 +9,14 @@ use crimux_core::sandbox::{NamespaceMode, SandboxConfig};
 use crimux_core::status::{ContainerEventKind, ResolvedUser};
 use crimux_core::{ContainerId, Error, PodSandboxId, Result};
 use crimux_spec::linux::{container_spec, ContainerSpecInput, PodFiles};
+use crimux_spec::windows::{Isolation, WindowsContainerSpecInput};
 
 use super::record::{container_dir, list_records, ContainerRecord};
 use super::{events, rootfs};
 use crate::backend::Inner;
 use crate::runtime::lock::{lock_container, lock_pod};
 use crate::runtime::object::{self, NewObject};
-use crate::runtime::{host, image, task};
+use crate::runtime::{host, image, task, windows};
 use crate::sandbox::record::{load_sandbox, sandbox_pid, SandboxRecord};
 
 /// The absolute log file: `log_path` below the pod's `log_directory`. `None` when either
@@ -94,7 +95,12 @@ pub(crate) async fn create(
             "pod sandbox {sandbox_id} is not ready"
         )));
     };
-    let log_path = log_file(&sandbox_config.log_directory, &config.log_path)?;
+    let log_path = if windows::is_windows(inner) {
+        crimux_spec::windows::join_log_path(&sandbox_config.log_directory, &config.log_path)?
+            .map(PathBuf::from)
+    } else {
+        log_file(&sandbox_config.log_directory, &config.log_path)?
+    };
 
     object::check_absent(inner, id.as_str(), "container").await?;
     if let Some(other) = list_records(inner)
@@ -119,6 +125,144 @@ pub(crate) async fn create(
             image.name, image.platform.os, inner.platform.os
         )));
     }
+    let new = New {
+        id,
+        sandbox_id,
+        config,
+        sandbox_config,
+        sandbox: &sandbox,
+        image: &image,
+        log_path: log_path.as_deref(),
+    };
+    if windows::is_windows(inner) {
+        create_windows_object(inner, &new).await?;
+    } else {
+        create_linux_object(inner, &new, pause_pid).await?;
+    }
+
+    let dir = container_dir(&inner.runtime.state_dir, id.as_str());
+    if let Err(e) = tokio::fs::create_dir_all(&dir).await {
+        if let Err(undo) = object::remove(inner, id.as_str()).await {
+            tracing::warn!(container = %id, %undo, "rollback: container object left behind");
+        }
+        return Err(Error::Internal(format!("creating {}: {e}", dir.display())));
+    }
+    tracing::info!(backend = %inner.name, container = %id, sandbox = %sandbox_id,
+        name = %config.metadata.name, image = %image.id, "container created");
+    events::emit(inner, id, sandbox_id, ContainerEventKind::Created).await;
+    Ok(())
+}
+
+/// What both platforms' object creation take, resolved by [`create`].
+struct New<'a> {
+    id: &'a ContainerId,
+    sandbox_id: &'a PodSandboxId,
+    config: &'a ContainerConfig,
+    sandbox_config: &'a SandboxConfig,
+    sandbox: &'a SandboxRecord,
+    image: &'a image::RunnableImage,
+    log_path: Option<&'a Path>,
+}
+
+impl New<'_> {
+    /// crimux's record of the container; `user` as the spec resolved it.
+    fn record(&self, user: ResolvedUser) -> ContainerRecord {
+        let config = self.config;
+        ContainerRecord {
+            id: self.id.clone(),
+            sandbox_id: self.sandbox_id.clone(),
+            config: config.clone(),
+            created_at: crate::runtime::now_nanos(),
+            started_at: 0,
+            image_name: self.image.name.clone(),
+            image_id: self.image.id.clone(),
+            log_path: self
+                .log_path
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            user,
+            stop_signal: stop_signal(&self.image.config),
+            oom_killed: false,
+            start_failure: None,
+            resources: config.linux.as_ref().and_then(|l| l.resources.clone()),
+            windows_resources: config.windows.as_ref().and_then(|w| w.resources.clone()),
+            runtime_type: self.sandbox.runtime_type.clone(),
+        }
+    }
+
+    /// The handler's runtime options, when the handler still names the pod's runtime.
+    fn runtime_options(&self, inner: &Inner) -> String {
+        inner
+            .runtime
+            .handlers
+            .iter()
+            .find(|h| h.name == self.sandbox_config.runtime_handler)
+            .filter(|h| h.runtime_type == self.sandbox.runtime_type)
+            .map(|h| h.options_json.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// A Windows container (containerd's `buildWindowsSpec`): a writable snapshot whose layer
+/// folders go into a Windows spec joining the pod's HCN namespace.
+async fn create_windows_object(inner: &Inner, new: &New<'_>) -> Result<()> {
+    let id = new.id;
+    let snapshot = object::prepare(inner, id.as_str(), &new.image.chain_id).await?;
+    let made = async {
+        let layers = windows::layer_folders(&snapshot.mounts)?;
+        let ns = new
+            .sandbox
+            .netns_path
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned());
+        let spec = crimux_spec::windows::container_spec(&WindowsContainerSpecInput {
+            id: id.as_str(),
+            sandbox_id: new.sandbox_id.as_str(),
+            config: new.config,
+            sandbox: new.sandbox_config,
+            image: &new.image.config,
+            image_name: &new.image.name,
+            network_namespace: ns.as_deref(),
+            layer_folders: &layers,
+            isolation: Isolation::for_handler(&new.sandbox_config.runtime_handler),
+        })?;
+        let record = new.record(ResolvedUser::default());
+        object::create_prepared(
+            inner,
+            NewObject {
+                id: id.as_str(),
+                image_name: &new.image.id,
+                chain_id: &new.image.chain_id,
+                spec: &spec,
+                runtime_type: &new.sandbox.runtime_type,
+                runtime_options_json: &new.runtime_options(inner),
+                labels: record.labels(),
+                extension: record.extension()?,
+            },
+        )
+        .await
+    }
+    .await;
+    if let Err(e) = made {
+        snapshot.discard(inner).await;
+        return Err(e);
+    }
+    snapshot.keep(inner).await;
+    Ok(())
+}
+
+/// A Linux container: devices, seccomp and the user from the image's `/etc/passwd`, then
+/// the spec joining the pause's namespaces.
+async fn create_linux_object(inner: &Inner, new: &New<'_>, pause_pid: u32) -> Result<()> {
+    let New {
+        id,
+        sandbox_id,
+        config,
+        sandbox_config,
+        sandbox,
+        image,
+        ..
+    } = *new;
     let seccomp = host::localhost_seccomp(
         config
             .linux
@@ -156,10 +300,10 @@ pub(crate) async fn create(
             sandbox_id,
             config,
             sandbox_config,
-            &sandbox,
+            sandbox,
             pause_pid,
             target,
-            &image,
+            image,
             &devices,
             &host_devices,
             &host_info,
@@ -184,34 +328,8 @@ pub(crate) async fn create(
                 }
             })
             .unwrap_or_default();
-        let record = ContainerRecord {
-            id: id.clone(),
-            sandbox_id: sandbox_id.clone(),
-            config: config.clone(),
-            created_at: crate::runtime::now_nanos(),
-            started_at: 0,
-            image_name: image.name.clone(),
-            image_id: image.id.clone(),
-            log_path: log_path
-                .as_ref()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            user,
-            stop_signal: stop_signal(&image.config),
-            oom_killed: false,
-            start_failure: None,
-            resources: config.linux.as_ref().and_then(|l| l.resources.clone()),
-            windows_resources: config.windows.as_ref().and_then(|w| w.resources.clone()),
-            runtime_type: sandbox.runtime_type.clone(),
-        };
-        let options = inner
-            .runtime
-            .handlers
-            .iter()
-            .find(|h| h.name == sandbox_config.runtime_handler)
-            .filter(|h| h.runtime_type == sandbox.runtime_type)
-            .map(|h| h.options_json.clone())
-            .unwrap_or_default();
+        let record = new.record(user);
+        let options = new.runtime_options(inner);
         object::create_prepared(
             inner,
             NewObject {
@@ -233,17 +351,6 @@ pub(crate) async fn create(
         return Err(e);
     }
     snapshot.keep(inner).await;
-
-    let dir = container_dir(&inner.runtime.state_dir, id.as_str());
-    if let Err(e) = tokio::fs::create_dir_all(&dir).await {
-        if let Err(undo) = object::remove(inner, id.as_str()).await {
-            tracing::warn!(container = %id, %undo, "rollback: container object left behind");
-        }
-        return Err(Error::Internal(format!("creating {}: {e}", dir.display())));
-    }
-    tracing::info!(backend = %inner.name, container = %id, sandbox = %sandbox_id,
-        name = %config.metadata.name, image = %image.id, "container created");
-    events::emit(inner, id, sandbox_id, ContainerEventKind::Created).await;
     Ok(())
 }
 

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use containerd_client::services::v1::{
-    DeleteProcessRequest, ExecProcessRequest, KillRequest, StartRequest, WaitRequest,
+    DeleteProcessRequest, ExecProcessRequest, GetRequest, KillRequest, StartRequest, WaitRequest,
 };
+use containerd_client::types::v1::Status;
 use crimux_core::status::ExecSyncOutput;
 use crimux_core::{ContainerId, Error, Result};
 
@@ -35,7 +36,12 @@ const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/
 const KILL_WAIT: Duration = Duration::from_secs(10);
 /// How long output may keep flowing after the process exited (a background child can hold
 /// the pipe open for ever; we stop reading after this).
-const DRAIN_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// Tries again of an Exec or Start call whose connection dropped.
+const AMBIGUOUS_RETRIES: u32 = 3;
+const AMBIGUOUS_DELAY: Duration = Duration::from_millis(200);
+/// How long an Exec or Start call cut short by a dropped caller may take to land.
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(1);
 
 pub(crate) async fn exec_sync(
     inner: &Inner,
@@ -48,18 +54,10 @@ pub(crate) async fn exec_sync(
             "exec in container {id}: the command is empty"
         )));
     }
-    let spec = container_spec(inner, id.as_str()).await?;
-    match task::state(inner, id.as_str()).await? {
-        Some(state) if state.status == TaskStatus::Running => {}
-        _ => {
-            return Err(Error::FailedPrecondition(format!(
-                "container {id} is not running"
-            )))
-        }
-    }
-    let process = exec_process(&spec, cmd)?;
+    let spec = running_spec(inner, id).await?;
+    let process = exec_process(&spec, cmd, false, None)?;
     let timeout = timeout.filter(|t| !t.is_zero());
-    let exec_id = format!("crimux-exec-{}", hex::encode(rand::random::<[u8; 8]>()));
+    let exec_id = new_exec_id();
     let dir = container_dir(&inner.runtime.state_dir, id.as_str());
     let (fifos, stdout, stderr) = Fifos::create(&dir, &exec_id)?;
 
@@ -114,47 +112,19 @@ async fn run(
     cmd: &[String],
 ) -> Result<u32> {
     let (id, exec_id) = (exec.container_id.clone(), exec.exec_id.clone());
-    let mut tasks = inner.daemon.tasks();
-    exec.armed = true;
-    let request = ExecProcessRequest {
-        container_id: id.clone(),
+    let stdio = ExecStdio {
         stdin: String::new(),
-        stdout: fifos.stdout.to_string_lossy().into_owned(),
-        stderr: fifos.stderr.to_string_lossy().into_owned(),
+        stdout: fifos.stdout.clone(),
+        stderr: fifos.stderr.clone(),
         terminal: false,
-        spec: Some(process),
-        exec_id: exec_id.clone(),
     };
-    tasks
-        .exec(inner.daemon.request(request, None))
-        .await
-        .map_err(|s| Error::backend(format!("exec in container {id}"), s))?;
-    let start = StartRequest {
-        container_id: id.clone(),
-        exec_id: exec_id.clone(),
-    };
-    tasks
-        .start(inner.daemon.request(start, None))
-        .await
-        .map_err(|s| Error::backend(format!("starting exec {exec_id} in container {id}"), s))?;
-    exec.started = true;
-    let wait = || WaitRequest {
-        container_id: id.clone(),
-        exec_id: exec_id.clone(),
-    };
+    exec.start(stdio, process).await?;
     let waited = match timeout {
-        None => Some(tasks.wait(inner.daemon.request(wait(), None)).await),
-        Some(limit) => tokio::time::timeout(limit, tasks.wait(inner.daemon.request(wait(), None)))
-            .await
-            .ok(),
+        None => Some(exec.wait().await),
+        Some(limit) => tokio::time::timeout(limit, exec.wait()).await.ok(),
     };
     match waited {
-        Some(answer) => {
-            let done = answer
-                .map_err(|s| Error::backend(format!("waiting for exec {exec_id} in {id}"), s))?;
-            exec.reaped = true;
-            Ok(done.into_inner().exit_status)
-        }
+        Some(answer) => answer,
         None => {
             let limit = timeout.unwrap_or_default();
             tracing::info!(container = %id, exec_id, ?limit, "exec timed out; killing it");
@@ -236,8 +206,31 @@ pub(crate) async fn container_spec(inner: &Inner, id: &str) -> Result<serde_json
         .map_err(|e| Error::Internal(format!("OCI spec of container {id}: {e}")))
 }
 
-/// The exec process: the container's process with `cmd` as arguments and no terminal.
-fn exec_process(spec: &serde_json::Value, cmd: &[String]) -> Result<prost_types::Any> {
+/// A fresh exec id; random, so concurrent execs never collide.
+pub(crate) fn new_exec_id() -> String {
+    format!("crimux-exec-{}", hex::encode(rand::random::<[u8; 8]>()))
+}
+
+/// The OCI spec of container `id`, which must exist (NotFound) and run
+/// (FailedPrecondition).
+pub(crate) async fn running_spec(inner: &Inner, id: &ContainerId) -> Result<serde_json::Value> {
+    let spec = container_spec(inner, id.as_str()).await?;
+    match task::state(inner, id.as_str()).await? {
+        Some(state) if state.status == TaskStatus::Running => Ok(spec),
+        _ => Err(Error::FailedPrecondition(format!(
+            "container {id} is not running"
+        ))),
+    }
+}
+
+/// The exec process: the container's process with `cmd` as arguments, with a terminal of
+/// `console` size (width, height) when known, or none.
+pub(crate) fn exec_process(
+    spec: &serde_json::Value,
+    cmd: &[String],
+    terminal: bool,
+    console: Option<(u16, u16)>,
+) -> Result<prost_types::Any> {
     let mut process = spec
         .get("process")
         .filter(|p| p.is_object())
@@ -245,9 +238,15 @@ fn exec_process(spec: &serde_json::Value, cmd: &[String]) -> Result<prost_types:
         .ok_or_else(|| Error::Internal("the container's OCI spec has no process".into()))?;
     if let Some(p) = process.as_object_mut() {
         p.insert("args".into(), serde_json::json!(cmd));
-        p.insert("terminal".into(), serde_json::Value::Bool(false));
+        p.insert("terminal".into(), serde_json::Value::Bool(terminal));
         p.remove("consoleSize");
         p.remove("commandLine");
+        if let (true, Some((width, height))) = (terminal, console) {
+            p.insert(
+                "consoleSize".into(),
+                serde_json::json!({"width": width, "height": height}),
+            );
+        }
     }
     let value = serde_json::to_vec(&process)
         .map_err(|e| Error::Internal(format!("encoding exec process: {e}")))?;
@@ -257,22 +256,137 @@ fn exec_process(spec: &serde_json::Value, cmd: &[String]) -> Result<prost_types:
     })
 }
 
+/// Where an exec process's stdio goes: FIFO paths (`""`: none).
+pub(crate) struct ExecStdio {
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub terminal: bool,
+}
+
 /// An exec process containerd may know of. Until [`ExecProcess::delete`] ran, dropping it
 /// kills and deletes the process in the background.
-struct ExecProcess {
+pub(crate) struct ExecProcess {
     daemon: Daemon,
-    container_id: String,
-    exec_id: String,
+    pub container_id: String,
+    pub exec_id: String,
     /// Set just before asking containerd to create the process.
     armed: bool,
     /// Set once the process runs (its output may then flow).
-    started: bool,
+    pub started: bool,
     /// Set once containerd saw it exit.
-    reaped: bool,
+    pub reaped: bool,
 }
 
 impl ExecProcess {
-    fn new(daemon: &Daemon, container_id: &str, exec_id: &str) -> ExecProcess {
+    /// Creates the process in containerd and starts it.
+    pub(crate) async fn start(
+        &mut self,
+        stdio: ExecStdio,
+        process: prost_types::Any,
+    ) -> Result<()> {
+        let (id, exec_id) = (self.container_id.clone(), self.exec_id.clone());
+        self.armed = true;
+        let request = ExecProcessRequest {
+            container_id: id.clone(),
+            stdin: stdio.stdin,
+            stdout: stdio.stdout,
+            stderr: stdio.stderr,
+            terminal: stdio.terminal,
+            spec: Some(process),
+            exec_id: exec_id.clone(),
+        };
+        let mut tries = 0;
+        loop {
+            let created = self
+                .daemon
+                .tasks()
+                .exec(self.daemon.request(request.clone(), None))
+                .await;
+            match created {
+                Ok(_) => break,
+                // The connection dropped: the call may have landed all the same.
+                Err(s) if ambiguous(&s) && self.status().await.is_some() => break,
+                Err(s) if ambiguous(&s) && tries < AMBIGUOUS_RETRIES => tries += 1,
+                Err(s) => return Err(Error::backend(format!("exec in container {id}"), s)),
+            }
+            tokio::time::sleep(AMBIGUOUS_DELAY).await;
+        }
+        let start = StartRequest {
+            container_id: id.clone(),
+            exec_id: exec_id.clone(),
+        };
+        let mut tries = 0;
+        loop {
+            let started = self
+                .daemon
+                .tasks()
+                .start(self.daemon.request(start.clone(), None))
+                .await;
+            match started {
+                Ok(_) => break,
+                Err(s) if ambiguous(&s) => match self.status().await {
+                    Some(Status::Running | Status::Stopped | Status::Paused) => break,
+                    Some(Status::Created) if tries < AMBIGUOUS_RETRIES => tries += 1,
+                    _ => {
+                        return Err(Error::backend(
+                            format!("starting exec {exec_id} in container {id}"),
+                            s,
+                        ))
+                    }
+                },
+                Err(s) => {
+                    return Err(Error::backend(
+                        format!("starting exec {exec_id} in container {id}"),
+                        s,
+                    ))
+                }
+            }
+            tokio::time::sleep(AMBIGUOUS_DELAY).await;
+        }
+        self.started = true;
+        Ok(())
+    }
+
+    /// The process's status as containerd reports it; `None` when unknown to it (or the
+    /// daemon cannot say).
+    async fn status(&self) -> Option<Status> {
+        let request = GetRequest {
+            container_id: self.container_id.clone(),
+            exec_id: self.exec_id.clone(),
+        };
+        let answer = self
+            .daemon
+            .tasks()
+            .get(self.daemon.request(request, None))
+            .await
+            .ok()?;
+        let process = answer.into_inner().process?;
+        Status::try_from(process.status).ok()
+    }
+
+    /// Waits for the process to exit and returns its exit status. Cancel-safe.
+    pub(crate) async fn wait(&mut self) -> Result<u32> {
+        let request = WaitRequest {
+            container_id: self.container_id.clone(),
+            exec_id: self.exec_id.clone(),
+        };
+        let done = self
+            .daemon
+            .tasks()
+            .wait(self.daemon.request(request, None))
+            .await
+            .map_err(|s| {
+                Error::backend(
+                    format!("waiting for exec {} in {}", self.exec_id, self.container_id),
+                    s,
+                )
+            })?;
+        self.reaped = true;
+        Ok(done.into_inner().exit_status)
+    }
+
+    pub(crate) fn new(daemon: &Daemon, container_id: &str, exec_id: &str) -> ExecProcess {
         ExecProcess {
             daemon: daemon.clone(),
             container_id: container_id.to_string(),
@@ -285,7 +399,7 @@ impl ExecProcess {
 
     /// Deletes the process, killing it first if it may still run (an error half way);
     /// nothing to do if it was never created.
-    async fn delete(&mut self) {
+    pub(crate) async fn delete(&mut self) {
         if !std::mem::take(&mut self.armed) {
             return;
         }
@@ -306,11 +420,19 @@ impl Drop for ExecProcess {
             self.container_id.clone(),
             self.exec_id.clone(),
         );
+        // Dropped before containerd confirmed the start: the Exec or Start call may still
+        // land after a first cleanup, so look once more a little later.
+        let in_flight = !self.started;
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
                     kill_and_reap(&daemon, &id, &exec_id).await;
                     delete_process(&daemon, &id, &exec_id).await;
+                    if in_flight {
+                        tokio::time::sleep(IN_FLIGHT_GRACE).await;
+                        kill_and_reap(&daemon, &id, &exec_id).await;
+                        delete_process(&daemon, &id, &exec_id).await;
+                    }
                 });
             }
             Err(_) => {
@@ -318,6 +440,12 @@ impl Drop for ExecProcess {
             }
         }
     }
+}
+
+/// Whether a failed call may have reached containerd anyway: the connection dropped
+/// (a daemon may close one it considers idle) rather than containerd answering.
+fn ambiguous(s: &tonic::Status) -> bool {
+    matches!(s.code(), tonic::Code::Unknown | tonic::Code::Unavailable)
 }
 
 async fn delete_process(daemon: &Daemon, id: &str, exec_id: &str) {
@@ -336,31 +464,65 @@ async fn delete_process(daemon: &Daemon, id: &str, exec_id: &str) {
     }
 }
 
-/// The stdout and stderr FIFOs of one exec; removed on drop.
-struct Fifos {
-    stdout: PathBuf,
-    stderr: PathBuf,
+/// The FIFOs of one exec; every one created is removed on drop.
+pub(crate) struct Fifos {
+    dir: PathBuf,
+    exec_id: String,
+    paths: Vec<PathBuf>,
+    /// ExecSync's two (`""` when absent).
+    stdout: String,
+    stderr: String,
 }
 
 impl Fifos {
-    /// Creates both pipes and opens their reading ends (stdout's, stderr's), which wait for
-    /// a late writer rather than see an early end-of-file.
-    fn create(dir: &Path, exec_id: &str) -> Result<(Fifos, fifo::Reader, fifo::Reader)> {
+    /// No FIFOs yet, in `dir` (created if missing), for exec `exec_id`.
+    pub(crate) fn new(dir: &Path, exec_id: &str) -> Result<Fifos> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Internal(format!("creating {}: {e}", dir.display())))?;
-        let fifos = Fifos {
-            stdout: fifo::path(dir, &format!("exec-{exec_id}-stdout")),
-            stderr: fifo::path(dir, &format!("exec-{exec_id}-stderr")),
-        };
-        let stdout = fifo::Reader::create(&fifos.stdout)?;
-        let stderr = fifo::Reader::create(&fifos.stderr)?;
+        Ok(Fifos {
+            dir: dir.to_path_buf(),
+            exec_id: exec_id.to_string(),
+            paths: Vec::new(),
+            stdout: String::new(),
+            stderr: String::new(),
+        })
+    }
+
+    fn next(&mut self, stream: &str) -> PathBuf {
+        let path = fifo::path(&self.dir, &format!("exec-{}-{stream}", self.exec_id));
+        self.paths.push(path.clone());
+        path
+    }
+
+    /// Creates the pipe for `stream` and opens its reading end, which waits for a late
+    /// writer rather than seeing an early end-of-file. Returns the path for containerd.
+    pub(crate) fn reader(&mut self, stream: &str) -> Result<(String, fifo::Reader)> {
+        let path = self.next(stream);
+        let reader = fifo::Reader::create(&path)?;
+        Ok((path.to_string_lossy().into_owned(), reader))
+    }
+
+    /// Creates the pipe for `stream` and opens its writing end (no reader needed yet).
+    pub(crate) fn writer(&mut self, stream: &str) -> Result<(String, fifo::Writer)> {
+        let path = self.next(stream);
+        let writer = fifo::Writer::create(&path)?;
+        Ok((path.to_string_lossy().into_owned(), writer))
+    }
+
+    /// ExecSync's pair: stdout's and stderr's reading ends.
+    fn create(dir: &Path, exec_id: &str) -> Result<(Fifos, fifo::Reader, fifo::Reader)> {
+        let mut fifos = Fifos::new(dir, exec_id)?;
+        let (stdout_path, stdout) = fifos.reader("stdout")?;
+        let (stderr_path, stderr) = fifos.reader("stderr")?;
+        fifos.stdout = stdout_path;
+        fifos.stderr = stderr_path;
         Ok((fifos, stdout, stderr))
     }
 }
 
 impl Drop for Fifos {
     fn drop(&mut self) {
-        for path in [&self.stdout, &self.stderr] {
+        for path in &self.paths {
             if let Err(e) = fifo::remove(path) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!(path = %path.display(), error = %e, "removing exec FIFO");
@@ -388,7 +550,8 @@ mod tests {
                 "cwd": "/work"
             }
         });
-        let any = exec_process(&spec, &["echo".into(), "hi".into()]).expect("process");
+        let any = exec_process(&spec, &["echo".into(), "hi".into()], false, Some((80, 24)))
+            .expect("process");
         assert_eq!(any.type_url, PROCESS_TYPE_URL);
         let p: serde_json::Value = serde_json::from_slice(&any.value).expect("JSON");
         assert_eq!(p["args"], serde_json::json!(["echo", "hi"]));
@@ -396,7 +559,14 @@ mod tests {
         assert_eq!(p["user"]["uid"], 1000);
         assert_eq!(p["cwd"], "/work");
         assert!(p.get("consoleSize").is_none());
-        assert!(exec_process(&serde_json::json!({}), &["x".into()]).is_err());
+        let tty = exec_process(&spec, &["sh".into()], true, Some((80, 24))).expect("tty");
+        let p: serde_json::Value = serde_json::from_slice(&tty.value).expect("JSON");
+        assert_eq!(p["terminal"], true);
+        assert_eq!(
+            p["consoleSize"],
+            serde_json::json!({"width": 80, "height": 24})
+        );
+        assert!(exec_process(&serde_json::json!({}), &["x".into()], false, None).is_err());
     }
 
     #[tokio::test]
@@ -425,7 +595,8 @@ mod tests {
         writer.join().expect("writer");
         assert_eq!(out, b"hi\n");
         assert!(err.is_empty());
-        let paths = [fifos.stdout.clone(), fifos.stderr.clone()];
+        let paths = fifos.paths.clone();
+        assert_eq!(paths.len(), 2);
         assert!(paths.iter().all(|p| p.exists()));
         drop(fifos);
         assert!(paths.iter().all(|p| !p.exists()));
@@ -435,7 +606,7 @@ mod tests {
     async fn output_is_capped() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (fifos, rx, _erx) = Fifos::create(dir.path(), "crimux-exec-2").expect("fifos");
-        let path = fifos.stdout.clone();
+        let path = fifos.paths[0].clone();
         let writer = std::thread::spawn(move || {
             let mut w = std::fs::OpenOptions::new()
                 .write(true)

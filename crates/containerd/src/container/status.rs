@@ -119,10 +119,10 @@ pub(crate) async fn status(
 }
 
 /// Statuses of every container (of one pod when `sandbox` is given): one containerd
-/// container List and one task List.
+/// container List, and the task states from the backend's task mirror.
 pub(crate) async fn statuses(inner: &Inner, sandbox: Option<&str>) -> Result<Vec<ContainerStatus>> {
     let records = list_records(inner).await?;
-    let tasks: HashMap<String, TaskState> = task::list(inner).await?.into_iter().collect();
+    let tasks: HashMap<String, TaskState> = task::states(inner).await?;
     Ok(records
         .iter()
         .filter(|r| sandbox.is_none_or(|s| r.sandbox_id.as_str() == s))

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crimux_core::Result;
 
-pub(crate) use imp::{create, path, remove, Reader};
+pub(crate) use imp::{create, path, remove, Reader, Writer};
 
 #[cfg(unix)]
 mod imp {
@@ -19,7 +19,7 @@ mod imp {
     use std::path::{Path, PathBuf};
 
     use crimux_core::{Error, Result};
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::unix::pipe;
 
     /// The FIFO `name` in `dir`.
@@ -68,6 +68,36 @@ mod imp {
             self.0.read(buf).await
         }
     }
+
+    /// crimux's writing end of a pipe a shim reads from (a process's stdin). Dropping it
+    /// closes crimux's end.
+    pub(crate) struct Writer(pipe::Sender);
+
+    impl Writer {
+        /// Creates the FIFO at `path` and opens its writing end (see [`Writer::open`]).
+        pub(crate) fn create(path: &Path) -> Result<Writer> {
+            create(path)?;
+            Writer::open(path)
+        }
+
+        /// Opens an existing FIFO for writing without waiting for a reader. On Linux the
+        /// FIFO is opened read-write, so the open never fails for want of a reader (the
+        /// shim opens its end later) and no write sees a broken pipe; writes wait while
+        /// the pipe is full, which is the back-pressure.
+        pub(crate) fn open(path: &Path) -> Result<Writer> {
+            let mut options = pipe::OpenOptions::new();
+            #[cfg(target_os = "linux")]
+            options.read_write(true);
+            options.open_sender(path).map(Writer).map_err(|e| {
+                Error::Internal(format!("opening {} for writing: {e}", path.display()))
+            })
+        }
+
+        /// Writes all of `buf`. Not cancel-safe (part may have been written).
+        pub(crate) async fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+            self.0.write_all(buf).await
+        }
+    }
 }
 
 #[cfg(windows)]
@@ -76,7 +106,7 @@ mod imp {
     use std::path::{Path, PathBuf};
 
     use crimux_core::{Error, Result};
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::windows::named_pipe::{NamedPipeServer, ServerOptions};
 
     /// The client connected between the pipe's creation and our `connect`: not an error.
@@ -152,6 +182,54 @@ mod imp {
             }
         }
     }
+
+    /// crimux's writing end of a pipe a shim reads from: the server side of an outbound
+    /// named pipe.
+    pub(crate) struct Writer {
+        server: NamedPipeServer,
+        connected: bool,
+    }
+
+    impl Writer {
+        /// Creates the named pipe `path` (outbound only) for the shim to connect to.
+        pub(crate) fn create(path: &Path) -> Result<Writer> {
+            let server = ServerOptions::new()
+                .first_pipe_instance(true)
+                .access_inbound(false)
+                .access_outbound(true)
+                .max_instances(1)
+                .create(path.as_os_str())
+                .map_err(|e| {
+                    Error::Internal(format!("creating named pipe {}: {e}", path.display()))
+                })?;
+            Ok(Writer {
+                server,
+                connected: false,
+            })
+        }
+
+        /// A container's stdin pipe belongs to the shim's client on Windows; crimux
+        /// does not keep one (see [`create`]).
+        pub(crate) fn open(path: &Path) -> Result<Writer> {
+            Err(Error::Unimplemented(format!(
+                "writing to {}: a container's stdin is not implemented on Windows",
+                path.display()
+            )))
+        }
+
+        /// Waits for the shim to connect, then writes all of `buf`.
+        pub(crate) async fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+            if !self.connected {
+                match self.server.connect().await {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(ERROR_PIPE_CONNECTED) => {}
+                    Err(e) => return Err(e),
+                }
+                self.connected = true;
+            }
+            self.server.write_all(buf).await
+        }
+    }
 }
 
 /// Creates `path` as a fresh FIFO, replacing whatever a previous start left there.
@@ -175,6 +253,7 @@ mod tests {
     use std::io::Write;
     use std::os::unix::fs::FileTypeExt;
     use std::time::Duration;
+    use tokio::io::AsyncReadExt;
 
     #[tokio::test]
     async fn a_reader_waits_for_a_late_writer() {
@@ -200,6 +279,29 @@ mod tests {
         let end = tokio::time::timeout(Duration::from_secs(5), reader.read(&mut buf)).await;
         assert_eq!(end.expect("in time").expect("read"), 0);
         assert!(Reader::create(&p).is_err(), "the FIFO already exists");
+    }
+
+    #[tokio::test]
+    async fn a_writer_opens_before_its_reader_and_its_drop_is_the_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = path(dir.path(), "stdin");
+        let mut writer = Writer::create(&p).expect("writer without a reader");
+        writer.write_all(b"early").await.expect("buffered");
+        let mut reader = pipe_reader(&p);
+        let mut buf = [0u8; 16];
+        let n = reader.read(&mut buf).await.expect("read");
+        assert_eq!(&buf[..n], b"early");
+        let again = Writer::open(&p).expect("a second writer");
+        drop((writer, again));
+        let end = tokio::time::timeout(Duration::from_secs(5), reader.read(&mut buf)).await;
+        assert_eq!(end.expect("in time").expect("read"), 0);
+        assert!(Writer::open(&dir.path().join("missing")).is_err());
+    }
+
+    fn pipe_reader(p: &Path) -> tokio::net::unix::pipe::Receiver {
+        tokio::net::unix::pipe::OpenOptions::new()
+            .open_receiver(p)
+            .expect("reader")
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //!
 //! - [`signals`]: Linux signal numbers by name. No `cfg`: signals go to the container's
 //!   OS, not the host's, and containerd takes Linux numbers on Windows too.
+//! - [`attach`]: connecting to the log plugin's attach socket (unix sockets).
 //! - [`fifo`]: the pipes a shim writes a process's output to (FIFOs on Unix, named pipes
 //!   on Windows).
 //! - [`fs`]: overlay opaque-directory xattrs and device nodes (Linux only).
@@ -16,6 +17,7 @@
 //! - [`process`]: signalling a host process (the log plugin).
 //! - [`transport`]: the local sockets containerd listens on (unix sockets, named pipes).
 
+pub(crate) mod attach;
 pub(crate) mod fifo;
 pub(crate) mod fs;
 pub(crate) mod mount;

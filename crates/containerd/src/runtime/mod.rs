@@ -7,6 +7,8 @@ pub(crate) mod lock;
 pub(crate) mod object;
 pub(crate) mod runc;
 pub(crate) mod task;
+pub(crate) mod task_cache;
+pub(crate) mod windows;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -4,6 +4,7 @@
 //! its exit status, until someone deletes it: that is how exit codes survive a crimux
 //! restart, so only removal deletes tasks.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use containerd_client::services::v1::snapshots::MountsRequest;
@@ -14,6 +15,9 @@ use containerd_client::services::v1::{
 use containerd_client::types::v1::{Process, Status};
 use crimux_core::{Error, Result};
 
+use futures::future::join_all;
+
+use super::task_cache::Plan;
 use crate::backend::Inner;
 use crate::client::is_not_found;
 
@@ -84,21 +88,13 @@ fn state_of(p: &Process) -> TaskState {
 /// returns its pid. Does not start it.
 pub(crate) async fn create(inner: &Inner, id: &str, stdio: &Stdio) -> Result<u32> {
     // containerd's own client passes the snapshot's mounts as the rootfs: the daemon does
-    // not mount a container's snapshot by itself.
-    let mounts = inner
-        .daemon
-        .snapshots()
-        .mounts(inner.daemon.request(
-            MountsRequest {
-                snapshotter: inner.snapshotter.clone(),
-                key: id.to_string(),
-            },
-            None,
-        ))
-        .await
-        .map_err(|s| Error::backend(format!("mounts of snapshot {id}"), s))?
-        .into_inner()
-        .mounts;
+    // not mount a container's snapshot by itself. hcsshim takes the layers from the spec's
+    // `windows.layerFolders` instead and refuses a task that has both.
+    let mounts = if crate::runtime::windows::is_windows(inner) {
+        Vec::new()
+    } else {
+        snapshot_mounts(inner, id).await?
+    };
     let request = inner.daemon.request(
         CreateTaskRequest {
             container_id: id.to_string(),
@@ -119,6 +115,7 @@ pub(crate) async fn create(inner: &Inner, id: &str, stdio: &Stdio) -> Result<u32
         .map_err(|s| Error::backend(format!("creating task {id}"), s))?
         .into_inner()
         .pid;
+    inner.tasks.mark(id);
     tracing::debug!(backend = %inner.name, id, pid, "task created");
     Ok(pid)
 }
@@ -131,11 +128,10 @@ pub(crate) async fn start(inner: &Inner, id: &str) -> Result<u32> {
         },
         None,
     );
-    let pid = inner
-        .daemon
-        .tasks()
-        .start(request)
-        .await
+    let started = inner.daemon.tasks().start(request).await;
+    // A failed start may still have changed the task.
+    inner.tasks.mark(id);
+    let pid = started
         .map_err(|s| Error::backend(format!("starting task {id}"), s))?
         .into_inner()
         .pid;
@@ -153,7 +149,9 @@ pub(crate) async fn kill(inner: &Inner, id: &str, signal: u32, all: bool) -> Res
         },
         None,
     );
-    match inner.daemon.tasks().kill(request).await {
+    let killed = inner.daemon.tasks().kill(request).await;
+    inner.tasks.mark(id);
+    match killed {
         Ok(_) => Ok(()),
         // No task, or its process already finished.
         Err(s) if is_not_found(&s) => Ok(()),
@@ -183,6 +181,7 @@ pub(crate) async fn wait(
         },
         None => call.await,
     };
+    inner.tasks.mark(id);
     let done = answer
         .map_err(|s| Error::backend(format!("waiting for task {id}"), s))?
         .into_inner();
@@ -200,7 +199,9 @@ pub(crate) async fn delete(inner: &Inner, id: &str) -> Result<Option<ExitStatus>
         },
         None,
     );
-    match inner.daemon.tasks().delete(request).await {
+    let deleted = inner.daemon.tasks().delete(request).await;
+    inner.tasks.mark(id);
+    match deleted {
         Ok(r) => {
             let r = r.into_inner();
             tracing::debug!(backend = %inner.name, id, code = r.exit_status, "task deleted");
@@ -258,6 +259,29 @@ pub(crate) async fn list(inner: &Inner) -> Result<Vec<(String, TaskState)>> {
             (id.clone(), state_of(p))
         })
         .collect())
+}
+
+/// Every task's state by container id, for the list operations: from the backend's task
+/// mirror (`task_cache.rs`), refreshed first: a full Tasks.List when the mirror is cold,
+/// else one Tasks.Get per task that changed since the last list.
+pub(crate) async fn states(inner: &Inner) -> Result<HashMap<String, TaskState>> {
+    let dirty = match inner.tasks.plan() {
+        Plan::Resync { ticket, epoch } => {
+            let listed = list(inner).await?;
+            inner.tasks.finish_resync(ticket, epoch, &listed);
+            inner.tasks.dirty_tickets()
+        }
+        Plan::Refresh(dirty) => dirty,
+    };
+    let reads = join_all(dirty.iter().map(|(id, _)| state(inner, id))).await;
+    for ((id, ticket), read) in dirty.iter().zip(reads) {
+        match read {
+            Ok(found) => inner.tasks.apply(id, found, *ticket),
+            // Left dirty: the next list asks again; this one fails like a Tasks.List would.
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(inner.tasks.snapshot())
 }
 
 /// `type_url` of OCI `LinuxResources` JSON, as containerd's Update takes it.
@@ -331,4 +355,22 @@ mod tests {
         }
         assert_eq!(status_of(99), TaskStatus::Unknown);
     }
+}
+
+/// The mounts of container `id`'s writable snapshot.
+async fn snapshot_mounts(inner: &Inner, id: &str) -> Result<Vec<containerd_client::types::Mount>> {
+    Ok(inner
+        .daemon
+        .snapshots()
+        .mounts(inner.daemon.request(
+            MountsRequest {
+                snapshotter: inner.snapshotter.clone(),
+                key: id.to_string(),
+            },
+            None,
+        ))
+        .await
+        .map_err(|s| Error::backend(format!("mounts of snapshot {id}"), s))?
+        .into_inner()
+        .mounts)
 }

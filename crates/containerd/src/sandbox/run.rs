@@ -11,6 +11,7 @@ use std::time::Duration;
 use crimux_core::sandbox::{SandboxConfig, SandboxMetadata};
 use crimux_core::{Error, PodSandboxId, PullImage, Result};
 use crimux_spec::linux::{sandbox_spec, PodFiles, SandboxSpecInput};
+use crimux_spec::windows::{Isolation, WindowsSandboxSpecInput};
 
 use super::record::{list_sandboxes, SandboxRecord, KIND_LABEL, KIND_SANDBOX};
 use super::undo::Undo;
@@ -19,7 +20,7 @@ use crate::backend::Inner;
 use crate::platform::signals::SIGKILL;
 use crate::runtime::image::RunnableImage;
 use crate::runtime::lock::{lock_pod, reserve_name};
-use crate::runtime::{host, image, now_nanos, object, task};
+use crate::runtime::{host, image, now_nanos, object, task, windows};
 use crate::RuntimeHandler;
 
 /// How long a rollback waits for a killed pause to exit before deleting its task.
@@ -92,6 +93,9 @@ async fn create<'a>(
     pause: &RunnableImage,
     undo: &mut Undo<'a>,
 ) -> Result<()> {
+    if windows::is_windows(inner) {
+        return create_windows(inner, id, config, handler, pause, undo).await;
+    }
     let state_dir: &'a Path = &inner.runtime.state_dir;
     let host_info = host::host_info(inner);
 
@@ -165,15 +169,7 @@ async fn create<'a>(
         seccomp_localhost: seccomp_localhost.as_deref(),
     })?;
 
-    let labels = HashMap::from([
-        (KIND_LABEL.to_string(), KIND_SANDBOX.to_string()),
-        (POD_NAME_LABEL.to_string(), config.metadata.name.clone()),
-        (
-            POD_NAMESPACE_LABEL.to_string(),
-            config.metadata.namespace.clone(),
-        ),
-        (POD_UID_LABEL.to_string(), config.metadata.uid.clone()),
-    ]);
+    let labels = sandbox_labels(config);
     object::create(
         inner,
         object::NewObject {
@@ -198,6 +194,101 @@ async fn create<'a>(
     undo.push("delete pause task", kill_and_delete(inner, id.as_str()));
     task::start(inner, id.as_str()).await?;
     Ok(())
+}
+
+/// The Windows steps (containerd's `sandbox_run_windows.go`): the pod's HCN namespace and
+/// Windows CNI unless the pod uses the host's network, no pod files (Windows containers
+/// get none), then the pause on hcsshim with a Windows spec naming the image's layer
+/// folders and the namespace.
+async fn create_windows<'a>(
+    inner: &'a Inner,
+    id: &'a PodSandboxId,
+    config: &'a SandboxConfig,
+    handler: &RuntimeHandler,
+    pause: &RunnableImage,
+    undo: &mut Undo<'a>,
+) -> Result<()> {
+    let mut netns: Option<PathBuf> = None;
+    let mut ips = Vec::new();
+    if !crimux_spec::windows::host_network(config) {
+        let ns = windows::create_namespace(inner, id.as_str()).await?;
+        let p = ns.clone();
+        undo.push("remove HCN namespace", async move {
+            network::remove_netns(&p).await
+        });
+        let p = ns.clone();
+        undo.push("tear down CNI", async move {
+            network::detach(inner, id, &p, config).await
+        });
+        ips = windows::attach(inner, id, &ns, config).await?;
+        netns = Some(ns);
+    }
+
+    let runtime_type = windows::runtime_type(handler);
+    let record = SandboxRecord {
+        id: id.clone(),
+        config: config.clone(),
+        created_at: now_nanos(),
+        netns_path: netns.clone(),
+        ips,
+        runtime_type: runtime_type.clone(),
+        files: files::paths(&inner.runtime.state_dir, id.as_str(), config),
+        image_id: pause.id.clone(),
+    };
+    let snapshot = object::prepare(inner, id.as_str(), &pause.chain_id).await?;
+    let made = async {
+        let layers = windows::layer_folders(&snapshot.mounts)?;
+        let ns = netns.as_ref().map(|p| p.to_string_lossy().into_owned());
+        let spec = crimux_spec::windows::sandbox_spec(&WindowsSandboxSpecInput {
+            id: id.as_str(),
+            config,
+            image: &pause.config,
+            image_name: &pause.name,
+            network_namespace: ns.as_deref(),
+            layer_folders: &layers,
+            isolation: Isolation::for_handler(&config.runtime_handler),
+        })?;
+        object::create_prepared(
+            inner,
+            object::NewObject {
+                id: id.as_str(),
+                image_name: &pause.id,
+                chain_id: &pause.chain_id,
+                spec: &spec,
+                runtime_type: &runtime_type,
+                runtime_options_json: &handler.options_json,
+                labels: sandbox_labels(config),
+                extension: record.extension()?,
+            },
+        )
+        .await
+    }
+    .await;
+    if let Err(e) = made {
+        snapshot.discard(inner).await;
+        return Err(e);
+    }
+    snapshot.keep(inner).await;
+    undo.push(
+        "remove pause container object",
+        object::remove(inner, id.as_str()),
+    );
+    task::create(inner, id.as_str(), &task::Stdio::default()).await?;
+    undo.push("delete pause task", kill_and_delete(inner, id.as_str()));
+    task::start(inner, id.as_str()).await?;
+    Ok(())
+}
+
+fn sandbox_labels(config: &SandboxConfig) -> HashMap<String, String> {
+    HashMap::from([
+        (KIND_LABEL.to_string(), KIND_SANDBOX.to_string()),
+        (POD_NAME_LABEL.to_string(), config.metadata.name.clone()),
+        (
+            POD_NAMESPACE_LABEL.to_string(),
+            config.metadata.namespace.clone(),
+        ),
+        (POD_UID_LABEL.to_string(), config.metadata.uid.clone()),
+    ])
 }
 
 /// SIGKILLs a task, waits (bounded) for it to exit and deletes it. No task is fine.

@@ -116,10 +116,11 @@ fn verbose_info(
     })
 }
 
-/// Every sandbox with its state: one containerd List for the records, one for the tasks.
+/// Every sandbox with its state: one containerd List for the records, and the task states
+/// from the backend's task mirror.
 pub(crate) async fn list(inner: &Inner) -> Result<Vec<SandboxSummary>> {
     let records = list_sandboxes(inner).await?;
-    let tasks: HashMap<String, TaskState> = task::list(inner).await?.into_iter().collect();
+    let tasks: HashMap<String, TaskState> = task::states(inner).await?;
     Ok(records
         .iter()
         .map(|r| summary(r, state_of(tasks.get(r.id.as_str()))))

@@ -538,3 +538,4 @@ impl World {
 }
 pub mod containers;
 pub mod sandbox;
+pub mod streams;

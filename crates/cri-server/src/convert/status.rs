@@ -57,7 +57,7 @@ pub fn container_stats_filter(f: Option<v1::ContainerStatsFilter>) -> ContainerF
 
 /// The two conditions kubelet requires.
 pub fn runtime_conditions(s: &NodeStatus) -> Vec<v1::RuntimeCondition> {
-    vec![
+    let mut conditions = vec![
         v1::RuntimeCondition {
             r#type: RUNTIME_READY.into(),
             status: s.runtime_ready,
@@ -70,7 +70,15 @@ pub fn runtime_conditions(s: &NodeStatus) -> Vec<v1::RuntimeCondition> {
             reason: s.network_reason.clone(),
             message: s.network_message.clone(),
         },
-    ]
+    ];
+    // One per backend: which one is unreachable, and why.
+    conditions.extend(s.conditions.iter().map(|c| v1::RuntimeCondition {
+        r#type: c.kind.clone(),
+        status: c.status,
+        reason: c.reason.clone(),
+        message: c.message.clone(),
+    }));
+    conditions
 }
 
 /// Each backend's own answer as JSON, for verbose Status.
@@ -197,6 +205,12 @@ mod tests {
             network_ready: false,
             network_reason: "NetworkPluginNotReady".into(),
             network_message: "backend a: no CNI".into(),
+            conditions: vec![crimux_dispatch::NodeCondition {
+                kind: "BackendReachable/a".into(),
+                status: false,
+                reason: "BackendUnreachable".into(),
+                message: "down".into(),
+            }],
             backends: vec![BackendReport {
                 name: "a".into(),
                 role: crimux_core::BackendRole::Primary,
@@ -207,6 +221,10 @@ mod tests {
         assert_eq!((c[0].r#type.as_str(), c[0].status), ("RuntimeReady", true));
         assert_eq!((c[1].r#type.as_str(), c[1].status), ("NetworkReady", false));
         assert_eq!(c[1].message, "backend a: no CNI");
+        assert_eq!(
+            (c[2].r#type.as_str(), c[2].status),
+            ("BackendReachable/a", false)
+        );
         assert_eq!(backend_statuses_json(&node)[0]["error"], "down");
         for (kind, want) in [
             (

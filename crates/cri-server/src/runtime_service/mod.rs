@@ -5,15 +5,16 @@
 //! - `sandboxes`: the pod sandbox RPCs.
 //! - `containers`: the container RPCs, ExecSync included.
 //! - `stats`: stats and metrics.
+//! - `streaming`: Exec, Attach and PortForward (URLs at the streaming server).
 //!
-//! The trait impl is generated from the table at the bottom. Exec, Attach, PortForward
-//! (streaming, a later change) and CheckpointContainer answer `Unimplemented` naming the
-//! RPC, never a panic.
+//! The trait impl is generated from the table at the bottom. CheckpointContainer answers
+//! `Unimplemented` naming the RPC, never a panic.
 
 mod containers;
 mod runtime;
 mod sandboxes;
 mod stats;
+mod streaming;
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -36,6 +37,8 @@ pub struct CriRuntimeService {
     pod_cidr: Arc<Mutex<String>>,
     /// Turns true when the server stops; event streams end then.
     closing: tokio::sync::watch::Receiver<bool>,
+    /// Where Exec/Attach/PortForward URLs point; without it those RPCs are Unavailable.
+    streaming: Option<Arc<crimux_streaming::Server>>,
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<v1::ContainerEventResponse, Status>> + Send>>;
@@ -61,7 +64,14 @@ impl CriRuntimeService {
             dispatcher,
             pod_cidr: Arc::new(Mutex::new(String::new())),
             closing,
+            streaming: None,
         }
+    }
+
+    /// Answers Exec, Attach and PortForward with URLs at `server`.
+    pub fn with_streaming(mut self, server: Arc<crimux_streaming::Server>) -> Self {
+        self.streaming = Some(server);
+        self
     }
 }
 
@@ -129,11 +139,11 @@ runtime_service! {
         list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> ListPodSandboxStatsResponse => answer_list_pod_sandbox_stats;
         list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse => answer_list_metric_descriptors;
         list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse => answer_list_pod_sandbox_metrics;
+        exec(ExecRequest) -> ExecResponse => answer_exec;
+        attach(AttachRequest) -> AttachResponse => answer_attach;
+        port_forward(PortForwardRequest) -> PortForwardResponse => answer_port_forward;
     }
     unimplemented {
-        exec(ExecRequest) -> ExecResponse = "Exec";
-        attach(AttachRequest) -> AttachResponse = "Attach";
-        port_forward(PortForwardRequest) -> PortForwardResponse = "PortForward";
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse = "CheckpointContainer";
     }
 }
