@@ -10,7 +10,8 @@
 #      cost of TLS from the cost of the extra hop.
 #
 #   bash bench/composite.sh   (env: PODS=100 RELIST_N=1000 CONC=4 N=50 ROUNDS=2
-#                              OUT=dir D=/tmp/crimux-bench-composite PORT=5078)
+#                              PARTS="relist cycles" NODELAY=1 OUT=dir
+#                              D=/tmp/crimux-bench-composite PORT=5078)
 #
 # Needs root, socat, openssl and a release build
 # (cargo build --release -p crimux -p crimux-cri-log -p crimux-bench).
@@ -20,8 +21,9 @@
 # carries only the CRI plugin's services, not the native API crimux uses), certificates
 # made with openssl, and a second crimux with both backends. That crimux keeps its primary
 # pods in namespace "composite", so both crimuxes share the primary containerd without
-# seeing each other's pods. Every run is interleaved (order flips each round) and the
-# 1-minute load is recorded before it.
+# seeing each other's pods. The relays set TCP_NODELAY (without it, Nagle + delayed ACK add
+# ~40 ms stalls to small gRPC messages; NODELAY=0 measures that). Every run is interleaved
+# (order flips each round) and the 1-minute load is recorded before it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -127,12 +129,14 @@ C
     echo $! >$D/ctrd2.pid
     wait_socket $D/ctrd2/containerd.sock $D/ctrd2/log
     TLS_PORT=$((PORT + 1))
-    socat OPENSSL-LISTEN:$TLS_PORT,bind=127.0.0.1,reuseaddr,fork,cert=$D/certs/server.pem,key=$D/certs/server-key.pem,cafile=$D/certs/ca.pem,verify=1 \
+    local nd=,nodelay
+    [ "${NODELAY:-1}" = 0 ] && nd=
+    socat OPENSSL-LISTEN:$TLS_PORT,bind=127.0.0.1,reuseaddr,fork$nd,cert=$D/certs/server.pem,key=$D/certs/server-key.pem,cafile=$D/certs/ca.pem,verify=1 \
         UNIX-CONNECT:$D/ctrd2/containerd.sock >$D/relay.log 2>&1 &
     echo $! >$D/relay.pid
     # The same hop without TLS, to tell the relay's cost from TLS's.
     PLAIN_PORT=$((PORT + 2))
-    socat TCP-LISTEN:$PLAIN_PORT,bind=127.0.0.1,reuseaddr,fork UNIX-CONNECT:$D/ctrd2/containerd.sock \
+    socat TCP-LISTEN:$PLAIN_PORT,bind=127.0.0.1,reuseaddr,fork$nd UNIX-CONNECT:$D/ctrd2/containerd.sock \
         >$D/relay-plain.log 2>&1 &
     echo $! >$D/relay-plain.pid
     for port in $TLS_PORT $PLAIN_PORT; do
@@ -204,8 +208,10 @@ for h in "" wsl2 tcp-plain; do
         ${h:+--runtime-handler $h} pod-cycle >/dev/null
 done
 
+PARTS=${PARTS:-relist cycles}
 for r in $(seq "$ROUNDS"); do
     runs=(one two twoprim)
+    [[ " $PARTS " == *" relist "* ]] || runs=()
     [ $((r % 2)) = 0 ] && runs=(twoprim two one)
     for run in "${runs[@]}"; do
         case $run in
@@ -219,6 +225,7 @@ for r in $(seq "$ROUNDS"); do
     done
     sides=(primary delegate plain)
     [ $((r % 2)) = 0 ] && sides=(plain delegate primary)
+    [[ " $PARTS " == *" cycles "* ]] || sides=()
     for side in "${sides[@]}"; do
         case $side in
         primary) bench "cycle-primary-r$r" --endpoint "$CRIMUX2" --n "$N" container-cycle ;;

@@ -33,7 +33,7 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 mkdir -p "$OUT"
 trap 'bash scripts/bench-env.sh down' EXIT
 bash scripts/bench-env.sh up >"$OUT/env.txt"
-# shellcheck disable=SC1090
+# shellcheck disable=SC1090,SC1091
 . "$D/env"
 
 load1() { cut -d' ' -f1 /proc/loadavg; }

@@ -404,13 +404,18 @@ async fn client_disconnect_leaves_no_exec_process_or_fifo() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hundred_parallel_execs() {
     let p = common::streaming::env().await;
-    let pod = sleeping_pod(&p, "many").await;
+    // Spread over four pods: each container's shim runs its execs' `runc exec` one at a
+    // time, so four shims let the two cores work in parallel.
+    let mut pods = Vec::new();
+    for name in ["many0", "many1", "many2", "many3"] {
+        pods.push(sleeping_pod(&p, name).await);
+    }
     let fifos = root_fifos(&p);
     let p = std::sync::Arc::new(p);
     let mut runs = tokio::task::JoinSet::new();
     for i in 0..100i32 {
         let p = p.clone();
-        let c = pod.container.clone();
+        let c = pods[i as usize % pods.len()].container.clone();
         runs.spawn(async move {
             let n = i.to_string();
             let cmd = [
@@ -431,7 +436,9 @@ async fn hundred_parallel_execs() {
         assert_eq!(out.exit_code, i % 5, "exec {i}");
     }
     assert_no_new_fifos(&p, &fifos).await;
-    p.stop_remove_pod(&pod.id).await;
+    for pod in &pods {
+        p.stop_remove_pod(&pod.id).await;
+    }
     p.assert_no_leaks().await;
 }
 

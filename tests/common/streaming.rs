@@ -161,7 +161,10 @@ pub async fn exec_output(
         }
         session.output().await
     };
-    match tokio::time::timeout(Duration::from_secs(60), run).await {
+    // Generous: containerd's runc shim starts one exec at a time per container (it holds
+    // its event lock across `runc exec`), so many parallel sessions on a loaded 2-core
+    // machine queue for minutes. Speed is measured by the benchmarks, not asserted here.
+    match tokio::time::timeout(Duration::from_secs(240), run).await {
         Ok(Ok(out)) => out,
         Ok(Err(e)) => {
             p.env.crimux.dump_log();
@@ -169,7 +172,7 @@ pub async fn exec_output(
         }
         Err(_) => {
             p.env.crimux.dump_log();
-            panic!("exec session {cmd:?} at {url} did not finish within 60 s");
+            panic!("exec session {cmd:?} at {url} did not finish within 240 s");
         }
     }
 }

@@ -211,6 +211,7 @@ mod tests {
             })
         );
         assert!(cli.runtime_handlers.is_empty());
+        assert_eq!(cli.pods(), 5);
         let cli = parse(&[
             "--endpoint",
             "unix:///s",
@@ -228,7 +229,6 @@ mod tests {
                 ..
             })
         ));
-        assert_eq!(cli.pods(), 5);
 
         let cli = parse(&[
             "floor",

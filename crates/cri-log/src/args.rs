@@ -8,6 +8,11 @@
 //! an empty value. For running the binary by hand, `key=value` in one word is
 //! accepted too. Unknown keys are an error, so a typo does not silently drop a
 //! setting.
+//!
+//! crimux itself starts the plugin for a container with stdin and no terminal (the shim
+//! drops such a container's stdin when its output goes to a logging binary): then
+//! `stdout-fifo <path> stderr-fifo <path>` name FIFOs to read instead of fds 3 and 4,
+//! and the plugin detaches into its own session (see `plugin::daemonize`).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -28,9 +33,27 @@ pub struct PluginConfig {
     pub attach: Option<PathBuf>,
     /// `mkdir=true`: create the log file's parent directories.
     pub create_parent_dirs: bool,
+    /// `stdout-fifo=` and `stderr-fifo=` (both or neither): read the container's output
+    /// from these FIFOs, not from inherited fds 3 and 4.
+    pub fifos: Option<FifoInputs>,
 }
 
-const KEYS: [&str; 5] = ["path", "max-line", "pidfile", "attach", "mkdir"];
+/// The FIFOs a detached plugin reads the container's output from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FifoInputs {
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+const KEYS: [&str; 7] = [
+    "path",
+    "max-line",
+    "pidfile",
+    "attach",
+    "mkdir",
+    "stdout-fifo",
+    "stderr-fifo",
+];
 
 impl PluginConfig {
     /// Parses the program arguments (without argv\[0]).
@@ -44,6 +67,7 @@ impl PluginConfig {
         let mut pidfile = None;
         let mut attach = None;
         let mut create_parent_dirs = false;
+        let (mut stdout_fifo, mut stderr_fifo) = (None, None);
         while let Some(arg) = args.next() {
             let arg = utf8(arg)?;
             let (key, value) = if KEYS.contains(&arg.as_str()) {
@@ -71,16 +95,28 @@ impl PluginConfig {
                 }
                 "pidfile" => pidfile = Some(non_empty_path(&key, value)?),
                 "attach" => attach = Some(non_empty_path(&key, value)?),
+                "stdout-fifo" => stdout_fifo = Some(non_empty_path(&key, value)?),
+                "stderr-fifo" => stderr_fifo = Some(non_empty_path(&key, value)?),
                 _ => create_parent_dirs = parse_bool(&value)?,
             }
         }
         let path = path.ok_or_else(|| Error::InvalidArgument("path= is required".into()))?;
+        let fifos = match (stdout_fifo, stderr_fifo) {
+            (Some(stdout), Some(stderr)) => Some(FifoInputs { stdout, stderr }),
+            (None, None) => None,
+            _ => {
+                return Err(Error::InvalidArgument(
+                    "stdout-fifo= and stderr-fifo= go together".into(),
+                ))
+            }
+        };
         Ok(Self {
             path,
             max_line,
             pidfile,
             attach,
             create_parent_dirs,
+            fifos,
         })
     }
 }
@@ -125,6 +161,36 @@ mod tests {
         assert_eq!(a.attach, Some(PathBuf::from("/r/a.sock")));
         assert_eq!(a.pidfile, None);
         assert!(!a.create_parent_dirs);
+        assert_eq!(a.fifos, None);
+    }
+
+    #[test]
+    fn fifo_inputs_come_in_pairs() {
+        let c = parse(&[
+            "stderr-fifo",
+            "/s/err",
+            "path",
+            "/l/0.log",
+            "stdout-fifo=/s/out",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.fifos,
+            Some(FifoInputs {
+                stdout: PathBuf::from("/s/out"),
+                stderr: PathBuf::from("/s/err"),
+            })
+        );
+        for args in [
+            &["path=/x", "stdout-fifo=/s/out"][..],
+            &["path=/x", "stderr-fifo", "/s/err"],
+            &["path=/x", "stdout-fifo", "", "stderr-fifo", "/e"],
+        ] {
+            assert!(
+                matches!(parse(args), Err(Error::InvalidArgument(_))),
+                "{args:?}"
+            );
+        }
     }
 
     #[test]

@@ -15,12 +15,15 @@
 //! - [`attach`]: frame format of the live-output socket (for `kubectl attach`).
 //! - [`args`]: the plugin's arguments as the shim passes them.
 //! - `plugin` (unix only): the `crimux-log` runtime.
+//! - `daemon` (unix only): detached mode, started by crimux on FIFOs it names.
 //!
 //! Architecture Invariant: this crate knows nothing of CRI protos, containerd's
 //! API or `crimux-core`; the plugin binary must stay small and standalone.
 
 pub mod args;
 pub mod attach;
+#[cfg(unix)]
+pub mod daemon;
 pub mod error;
 pub mod file;
 pub mod format;
@@ -29,7 +32,7 @@ pub mod parse;
 pub mod plugin;
 pub mod timestamp;
 
-pub use args::PluginConfig;
+pub use args::{FifoInputs, PluginConfig};
 pub use error::{Error, ParseError, Result};
 pub use file::{LogFile, LogFileOptions};
 pub use format::{write_entry, LineEncoder, Stream, Tag, DEFAULT_MAX_LINE};

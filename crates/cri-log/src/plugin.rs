@@ -12,6 +12,9 @@
 //! then close fd 5; copy both streams into the file until both reach EOF; on
 //! SIGUSR1 reopen the file (after kubelet rotated it); on SIGTERM/SIGINT keep
 //! draining for [`TERM_GRACE`], then write what is buffered and exit.
+//!
+//! In detached mode (`crate::daemon`) the streams are FIFOs crimux named and the
+//! ready pipe leads to the launcher, which also learns why setup failed.
 
 use std::fs;
 use std::io;
@@ -51,13 +54,30 @@ const READ_BUF: usize = 32 * 1024;
 /// containerd, a stalled disk slows the container rather than losing lines).
 const WRITER_QUEUE: usize = 64;
 
-/// The descriptors the shim hands over.
+/// The descriptors the shim hands over (or the detached daemon opened).
 #[derive(Debug)]
 pub struct PluginFds {
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
     /// Closed once we are ready; `None` when started by hand without fd 5.
-    pub ready: Option<OwnedFd>,
+    pub ready: Option<Ready>,
+}
+
+/// Who waits for us to be ready.
+#[derive(Debug)]
+pub enum Ready {
+    /// The shim's fd 5: only closed, ready or not (the shim reads one byte or EOF).
+    Shim(OwnedFd),
+    /// The launcher of a detached daemon: a setup failure writes its message first.
+    Launcher(OwnedFd),
+}
+
+impl Ready {
+    fn failed(self, error: &Error) {
+        if let Ready::Launcher(fd) = self {
+            crate::daemon::report_failure(fd, error);
+        }
+    }
 }
 
 impl PluginFds {
@@ -83,7 +103,7 @@ impl PluginFds {
         };
         let stdout = take(STDOUT_FD).ok_or_else(|| missing("fd 3 (container stdout)"))?;
         let stderr = take(STDERR_FD).ok_or_else(|| missing("fd 4 (container stderr)"))?;
-        let ready = take(READY_FD);
+        let ready = take(READY_FD).map(Ready::Shim);
         Ok(Self {
             stdout,
             stderr,
@@ -97,28 +117,38 @@ enum WriterMsg {
     Reopen,
 }
 
-/// Runs the plugin until both streams end (or the SIGTERM grace runs out).
-pub async fn run(config: PluginConfig, fds: PluginFds) -> Result<()> {
-    let PluginFds {
-        stdout,
-        stderr,
-        ready,
-    } = fds;
-    let mut cleanup = Cleanup::default();
+/// Everything set up before we tell the shim (or launcher) we are ready.
+struct Prepared {
+    file: LogFile,
+    stdout: pipe::Receiver,
+    stderr: pipe::Receiver,
+    usr1: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    frames: Option<broadcast::Sender<Bytes>>,
+    attach: Option<AttachHub>,
+}
+
+fn prepare(
+    config: &PluginConfig,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    cleanup: &mut Cleanup,
+) -> Result<Prepared> {
     let options = LogFileOptions {
         create_parent_dirs: config.create_parent_dirs,
         ..LogFileOptions::default()
     };
     let file = LogFile::open(&config.path, options)?;
-    let stdout = pipe::Receiver::from_owned_fd(stdout).map_err(os("use fd 3 as a pipe"))?;
-    let stderr = pipe::Receiver::from_owned_fd(stderr).map_err(os("use fd 4 as a pipe"))?;
+    let stdout = pipe::Receiver::from_owned_fd(stdout).map_err(os("use stdout as a pipe"))?;
+    let stderr = pipe::Receiver::from_owned_fd(stderr).map_err(os("use stderr as a pipe"))?;
     // Handlers go in before the pidfile exists: SIGUSR1's default action kills.
-    let mut usr1 = signal(SignalKind::user_defined1()).map_err(os("handle SIGUSR1"))?;
-    let mut term = signal(SignalKind::terminate()).map_err(os("handle SIGTERM"))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(os("handle SIGINT"))?;
+    let usr1 = signal(SignalKind::user_defined1()).map_err(os("handle SIGUSR1"))?;
+    let term = signal(SignalKind::terminate()).map_err(os("handle SIGTERM"))?;
+    let int = signal(SignalKind::interrupt()).map_err(os("handle SIGINT"))?;
     let (frames, attach) = match &config.attach {
         Some(path) => {
-            let (tx, hub) = AttachHub::bind(path, &mut cleanup)?;
+            let (tx, hub) = AttachHub::bind(path, cleanup)?;
             (Some(tx), Some(hub))
         }
         None => (None, None),
@@ -127,6 +157,44 @@ pub async fn run(config: PluginConfig, fds: PluginFds) -> Result<()> {
         write_pidfile(path)?;
         cleanup.paths.push(path.clone());
     }
+    Ok(Prepared {
+        file,
+        stdout,
+        stderr,
+        usr1,
+        term,
+        int,
+        frames,
+        attach,
+    })
+}
+
+/// Runs the plugin until both streams end (or the SIGTERM grace runs out).
+pub async fn run(config: PluginConfig, fds: PluginFds) -> Result<()> {
+    let PluginFds {
+        stdout,
+        stderr,
+        ready,
+    } = fds;
+    let mut cleanup = Cleanup::default();
+    let Prepared {
+        file,
+        stdout,
+        stderr,
+        mut usr1,
+        mut term,
+        mut int,
+        frames,
+        attach,
+    } = match prepare(&config, stdout, stderr, &mut cleanup) {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            if let Some(ready) = ready {
+                ready.failed(&e);
+            }
+            return Err(e);
+        }
+    };
     drop(ready);
     info!(path = %config.path.display(), max_line = config.max_line, "crimux-log ready");
 

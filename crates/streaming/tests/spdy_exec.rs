@@ -372,7 +372,11 @@ async fn a_hundred_slow_sessions_with_the_crate_client() {
     let mut runs = tokio::task::JoinSet::new();
     for i in 0..100u64 {
         let delay = (i * 37) % 1500;
-        let url = exec(&server, &["slow", &delay.to_string()], pipes(true, true, true, false));
+        let url = exec(
+            &server,
+            &["slow", &delay.to_string()],
+            pipes(true, true, true, false),
+        );
         runs.spawn(async move {
             let opts = ExecOptions {
                 stdin: true,

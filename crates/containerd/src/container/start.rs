@@ -2,8 +2,18 @@
 //! (CRI log format, SIGUSR1 reopens, an attach socket), and the start time in the record.
 //! A failed start leaves the container Exited with reason StartError, as containerd's CRI
 //! does, and no task behind.
+//!
+//! One exception to binary logging: a container with stdin and no terminal. containerd
+//! 1.6's runc shim copies a process's stdin only when it copies the output itself (FIFO
+//! stdio); with a `binary://` output the container gets /dev/null. So such a task gets
+//! plain FIFOs for all three streams, and crimux starts `crimux-log` on the output FIFOs
+//! itself, detached (own session, parent init), so the log still survives crimux: the
+//! plugin's launcher returns once the logger holds the FIFOs open, before the shim opens
+//! its ends. The shim closes its ends when the process exits; the logger then exits too.
 
 use std::path::{Path, PathBuf};
+use std::process::Stdio as ProcessStdio;
+use std::time::{Duration, Instant};
 
 use crimux_core::status::ContainerEventKind;
 use crimux_core::{ContainerId, Error, Result};
@@ -69,6 +79,106 @@ pub(crate) fn stdin_fifo(state_dir: &Path, id: &str) -> PathBuf {
     container_dir(state_dir, id).join("stdin")
 }
 
+/// How long the plugin's launcher may take to report the detached logger ready.
+const LOGGER_START: Duration = Duration::from_secs(10);
+/// How long a detached logger may take to exit once its FIFOs ended.
+const LOGGER_EXIT: Duration = Duration::from_secs(5);
+
+/// Whether crimux runs the container's logger itself on FIFOs (stdin without a terminal,
+/// and a log to write) rather than the shim through binary logging.
+pub(crate) fn logs_through_fifos(stdin: bool, tty: bool, log_path: &str) -> bool {
+    stdin && !tty && !log_path.is_empty()
+}
+
+/// The stdout and stderr FIFOs of a container whose logger crimux runs.
+fn output_fifos(state_dir: &Path, id: &str) -> [PathBuf; 2] {
+    let dir = container_dir(state_dir, id);
+    [dir.join("stdout"), dir.join("stderr")]
+}
+
+/// Starts `crimux-log` detached on the output FIFOs and returns once it holds them open
+/// and wrote its pidfile (or failed, with its message).
+async fn start_detached_logger(
+    inner: &Inner,
+    id: &str,
+    plugin: &Path,
+    log: &Path,
+    attach: Option<&Path>,
+) -> Result<()> {
+    let state_dir = &inner.runtime.state_dir;
+    let [out, err] = output_fifos(state_dir, id);
+    let mut cmd = tokio::process::Command::new(plugin);
+    cmd.arg("path")
+        .arg(log)
+        .arg("pidfile")
+        .arg(log_pidfile(state_dir, id))
+        .arg("stdout-fifo")
+        .arg(&out)
+        .arg("stderr-fifo")
+        .arg(&err);
+    if let Some(a) = attach {
+        cmd.arg("attach").arg(a);
+    }
+    cmd.env_clear()
+        .env("CONTAINER_ID", id)
+        .env("CONTAINER_NAMESPACE", inner.daemon.namespace())
+        .stdin(ProcessStdio::null())
+        .stdout(ProcessStdio::null())
+        .stderr(ProcessStdio::piped())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(LOGGER_START, cmd.output())
+        .await
+        .map_err(|_| {
+            Error::DeadlineExceeded(format!(
+                "log plugin {} not ready within {LOGGER_START:?} for container {id}",
+                plugin.display()
+            ))
+        })?
+        .map_err(|e| Error::Internal(format!("running log plugin {}: {e}", plugin.display())))?;
+    if !output.status.success() {
+        return Err(Error::Internal(format!(
+            "log plugin {} failed for container {id} ({}): {}",
+            plugin.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    tracing::debug!(container = id, "detached log plugin ready");
+    Ok(())
+}
+
+/// Ends the detached logger of container `id` and removes its FIFOs: a writer that comes
+/// and goes on each output FIFO is the end-of-file the logger exits at (once the shim's
+/// ends are closed too: call after the task is deleted or was never created), then wait
+/// for its pidfile to go. Never fails: what is left is logged.
+pub(crate) async fn end_detached_logger(state_dir: &Path, id: &str) {
+    let outputs = output_fifos(state_dir, id);
+    for path in &outputs {
+        match fifo::Writer::open(path) {
+            Ok(writer) => drop(writer),
+            Err(e) => tracing::debug!(container = id, %e, "no output FIFO to close"),
+        }
+    }
+    let pidfile = log_pidfile(state_dir, id);
+    let deadline = Instant::now() + LOGGER_EXIT;
+    while tokio::fs::try_exists(&pidfile).await.unwrap_or(false) {
+        if Instant::now() >= deadline {
+            tracing::warn!(container = id, pidfile = %pidfile.display(), "log plugin still running");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for path in outputs.iter().chain([&stdin_fifo(state_dir, id)]) {
+        match fifo::remove(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(container = id, path = %path.display(), %e, "FIFO left behind")
+            }
+        }
+    }
+}
+
 async fn stdio(inner: &Inner, id: &str, log_path: &str, tty: bool, stdin: bool) -> Result<Stdio> {
     let state_dir = &inner.runtime.state_dir;
     let dir = container_dir(state_dir, id);
@@ -99,12 +209,21 @@ async fn stdio(inner: &Inner, id: &str, log_path: &str, tty: bool, stdin: bool) 
         } else {
             tracing::warn!(container = id, "state dir too deep for an attach socket");
         }
-        let uri = log_uri(
-            &plugin_path(&inner.runtime.log_plugin)?,
-            log,
-            &log_pidfile(state_dir, id),
-            attach.as_deref(),
-        );
+        let plugin = plugin_path(&inner.runtime.log_plugin)?;
+        if logs_through_fifos(stdin, tty, log_path) {
+            let [stdout, stderr] = output_fifos(state_dir, id);
+            fifo::recreate(&stdout)?;
+            fifo::recreate(&stderr)?;
+            if let Err(e) = start_detached_logger(inner, id, &plugin, log, attach.as_deref()).await
+            {
+                end_detached_logger(state_dir, id).await;
+                return Err(e);
+            }
+            out.stdout = stdout.to_string_lossy().into_owned();
+            out.stderr = stderr.to_string_lossy().into_owned();
+            return Ok(out);
+        }
+        let uri = log_uri(&plugin, log, &log_pidfile(state_dir, id), attach.as_deref());
         out.stdout = uri.clone();
         if !tty {
             out.stderr = uri;
@@ -144,16 +263,23 @@ pub(crate) async fn start(inner: &Inner, id: &ContainerId) -> Result<()> {
             rec.config.stdin,
         )
         .await?;
-        task::create(inner, id.as_str(), &io).await?;
-        // Stamped before the process runs: a quick exit must not precede its start.
-        let at = crate::runtime::now_nanos();
-        if let Err(e) = task::start(inner, id.as_str()).await {
-            if let Err(undo) = task::delete(inner, id.as_str()).await {
-                tracing::warn!(container = %id, %undo, "rollback: task left behind");
+        let run = async {
+            task::create(inner, id.as_str(), &io).await?;
+            // Stamped before the process runs: a quick exit must not precede its start.
+            let at = crate::runtime::now_nanos();
+            if let Err(e) = task::start(inner, id.as_str()).await {
+                if let Err(undo) = task::delete(inner, id.as_str()).await {
+                    tracing::warn!(container = %id, %undo, "rollback: task left behind");
+                }
+                return Err(e);
             }
-            return Err(e);
+            Ok(at)
         }
-        Ok(at)
+        .await;
+        if run.is_err() && logs_through_fifos(rec.config.stdin, rec.config.tty, &rec.log_path) {
+            end_detached_logger(&inner.runtime.state_dir, id.as_str()).await;
+        }
+        run
     }
     .await;
     let at = match started {

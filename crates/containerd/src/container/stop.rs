@@ -3,7 +3,8 @@
 //! Stop signals the task (the image's StopSignal, else SIGTERM), waits the grace period,
 //! then kills every process of the container; it never deletes the task, whose exit status
 //! must outlive a crimux restart. Remove does that too, forcibly, then deletes the task,
-//! the object with its snapshot, and the container's files.
+//! the object with its snapshot, the log plugin crimux started for a container with stdin
+//! and no terminal (if any), and the container's files.
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use crimux_core::{ContainerId, Error, Result};
 
 use super::events;
 use super::record::{attach_socket, container_dir, record};
+use super::start::{end_detached_logger, logs_through_fifos};
 use crate::backend::Inner;
 use crate::platform::signals::{self, SIGKILL, SIGTERM};
 use crate::runtime::lock::lock_container;
@@ -105,8 +107,13 @@ pub(crate) async fn remove(inner: &Inner, id: &ContainerId) -> Result<()> {
         kill_and_wait(inner, id.as_str()).await?;
     }
     task::delete(inner, id.as_str()).await?;
-    object::remove(inner, id.as_str()).await?;
     let state_dir = &inner.runtime.state_dir;
+    // The shim stopped the binary logger with the task; a logger crimux started on FIFOs
+    // exits at their end, which the task's deletion brought.
+    if logs_through_fifos(rec.config.stdin, rec.config.tty, &rec.log_path) {
+        end_detached_logger(state_dir, id.as_str()).await;
+    }
+    object::remove(inner, id.as_str()).await?;
     remove_dir(&container_dir(state_dir, id.as_str())).await?;
     if let Some(sock) = attach_socket(state_dir, id.as_str()) {
         match tokio::fs::remove_file(&sock).await {

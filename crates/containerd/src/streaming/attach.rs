@@ -4,7 +4,12 @@
 //! which keeps writing the CRI log whoever is attached) but from the log plugin's attach
 //! socket, which fans out a raw copy of every output chunk as frames (`crimux_cri_log::
 //! attach`). Input goes into the container's stdin FIFO, which crimux created at start
-//! (`container::start::stdin_fifo`). Resizes go to the main process's terminal.
+//! (`container::start::stdin_fifo`); the shim copies it to the process (with a terminal,
+//! through the console; without, because such a container's output goes through FIFOs
+//! to a `crimux-log` crimux started, not through binary logging, see `container::start`).
+//! The shim keeps a writer of its own on that FIFO, so a client leaving does not end the
+//! process's stdin; `stdin_once` ends it with CloseIO. Resizes go to the main process's
+//! terminal.
 //!
 //! A slow client stalls only its own socket: the log plugin never waits on attach
 //! clients; one that falls too far behind is disconnected, which ends the session.
