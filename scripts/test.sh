@@ -4,7 +4,7 @@
 #   2. builds the test images (tests/harness/build-images.sh; cached by a stamp)
 #   3. cargo build, then cargo test --workspace: unit tests and the integration tests, which
 #      start private containerd, registry and crimux daemons (root is required)
-#   4. cargo check for x86_64-pc-windows-gnu, when that target is installed
+#   4. cargo clippy and cargo build for x86_64-pc-windows-gnu, when that target is installed
 # Exits non-zero on the first failure. Extra arguments go to `cargo test` (after --, they
 # go to the test binaries: scripts/test.sh -- --test-threads=1).
 set -euo pipefail
@@ -54,6 +54,8 @@ cargo test --workspace --no-fail-fast "$@"
 if rustup target list --installed 2>/dev/null | grep -qx "$WINDOWS_TARGET"; then
     step "cargo clippy --target $WINDOWS_TARGET"
     cargo clippy --workspace --target "$WINDOWS_TARGET" -- -D warnings
+    step "cargo build --target $WINDOWS_TARGET (crimux.exe, crimux-log.exe, crimux-bench.exe)"
+    cargo build --workspace --target "$WINDOWS_TARGET"
 else
     warn "rust target $WINDOWS_TARGET not installed: the Windows build was NOT checked"
 fi

@@ -131,13 +131,20 @@ pub fn channel(address: &str, tls: Option<&TlsConfig>, insecure: bool) -> Result
     }
 }
 
+/// HTTP/2 pings find a dead connection to a remote delegate. containerd keeps gRPC-Go's
+/// default enforcement (at most one ping per 5 minutes, none without an active call): a
+/// client that pings more often gets GOAWAY `too_many_pings`, which cut every call in
+/// flight — a long exec's Wait, the event stream — after about two minutes.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(330);
+
 fn endpoint(uri: String) -> Result<Endpoint> {
     Endpoint::from_shared(uri.clone())
         .map(|e| {
             e.connect_timeout(Duration::from_secs(5))
                 .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(30))
-                .keep_alive_while_idle(true)
+                .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+                .keep_alive_timeout(Duration::from_secs(20))
+                .keep_alive_while_idle(false)
         })
         .map_err(|e| Error::InvalidArgument(format!("containerd endpoint {uri}: {e}")))
 }

@@ -192,7 +192,11 @@ pub trait StatusBackend: Send + Sync {
 
 /// A whole backend: the dispatcher only ever holds this.
 pub trait Backend:
-    ImageBackend + SandboxBackend + ContainerBackend + StatusBackend + crate::streaming::StreamingBackend
+    ImageBackend
+    + SandboxBackend
+    + ContainerBackend
+    + StatusBackend
+    + crate::streaming::StreamingBackend
 {
     fn info(&self) -> &BackendInfo;
 

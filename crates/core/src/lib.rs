@@ -19,10 +19,10 @@ pub use backend::{
     Backend, BackendInfo, BackendRole, ContainerBackend, ImageBackend, SandboxBackend,
     StatusBackend,
 };
-pub use streaming::{
-    ByteReader, ByteWriter, DuplexStream, ExecSpec, StreamIo, StreamingBackend, TermSize,
-};
 pub use error::{Error, OsNotSupported, Result};
 pub use ids::{ContainerId, PodSandboxId};
 pub use image::{Credentials, FsUsage, Image, ImageId, PullImage};
 pub use platform::{OsKind, Platform};
+pub use streaming::{
+    ByteReader, ByteWriter, DuplexStream, ExecSpec, StreamIo, StreamingBackend, TermSize,
+};

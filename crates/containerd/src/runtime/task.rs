@@ -316,6 +316,24 @@ pub(crate) async fn update(
     Ok(())
 }
 
+/// The mounts of container `id`'s writable snapshot.
+async fn snapshot_mounts(inner: &Inner, id: &str) -> Result<Vec<containerd_client::types::Mount>> {
+    Ok(inner
+        .daemon
+        .snapshots()
+        .mounts(inner.daemon.request(
+            MountsRequest {
+                snapshotter: inner.snapshotter.clone(),
+                key: id.to_string(),
+            },
+            None,
+        ))
+        .await
+        .map_err(|s| Error::backend(format!("mounts of snapshot {id}"), s))?
+        .into_inner()
+        .mounts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,22 +373,4 @@ mod tests {
         }
         assert_eq!(status_of(99), TaskStatus::Unknown);
     }
-}
-
-/// The mounts of container `id`'s writable snapshot.
-async fn snapshot_mounts(inner: &Inner, id: &str) -> Result<Vec<containerd_client::types::Mount>> {
-    Ok(inner
-        .daemon
-        .snapshots()
-        .mounts(inner.daemon.request(
-            MountsRequest {
-                snapshotter: inner.snapshotter.clone(),
-                key: id.to_string(),
-            },
-            None,
-        ))
-        .await
-        .map_err(|s| Error::backend(format!("mounts of snapshot {id}"), s))?
-        .into_inner()
-        .mounts)
 }
