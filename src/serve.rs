@@ -187,5 +187,9 @@ fn runtime_options(config: &Config, b: &BackendConfig) -> RuntimeOptions {
         cni_bin_dirs: config.cni.bin_dirs.clone(),
         log_plugin,
         handlers,
+        node_network_ip: match b.pod_network {
+            crate::config::PodNetwork::Host => b.node_ip,
+            crate::config::PodNetwork::Cni => None,
+        },
     }
 }

@@ -93,6 +93,11 @@ pub struct RuntimeOptions {
     pub log_plugin: PathBuf,
     /// Handlers with their runtime types; the default handler `""` is always present.
     pub handlers: Vec<RuntimeHandler>,
+    /// `pod_network = "host"` (a WSL2 distro with mirrored networking): every pod of this
+    /// backend runs in the node's network like a hostNetwork pod (no netns, no CNI) and
+    /// reports this address, the node's, as its IP. `None`: pods get their own netns and
+    /// the IP CNI gives them.
+    pub node_network_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for RuntimeOptions {
@@ -108,6 +113,7 @@ impl Default for RuntimeOptions {
                 runtime_type: DEFAULT_RUNTIME_TYPE.to_string(),
                 options_json: String::new(),
             }],
+            node_network_ip: None,
         }
     }
 }

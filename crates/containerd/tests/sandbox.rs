@@ -423,6 +423,54 @@ async fn host_network_pod_has_no_netns_and_no_shm() {
     assert_clean(&world, &id).await;
 }
 
+/// `pod_network = "host"` (WSL2 mirrored networking): a pod that asked for its own network
+/// gets the node's instead, with no netns and no CNI, and reports the configured node IP
+/// while it is ready.
+#[tokio::test]
+async fn node_network_backend_reports_the_node_ip() {
+    let node_ip: std::net::IpAddr = "192.0.2.17".parse().expect("ip");
+    let world = PodWorld::with_runtime(Net::Good, "pause", |r| {
+        r.node_network_ip = Some(node_ip);
+    })
+    .await;
+    let id = new_id();
+    world
+        .backend
+        .run_pod_sandbox(&id, &pod_config("mirrored"))
+        .await
+        .expect("run");
+    let status = world
+        .backend
+        .pod_sandbox_status(&id, true)
+        .await
+        .expect("status");
+    assert_eq!(status.summary.state, SandboxState::Ready);
+    assert_eq!(status.ips, vec![node_ip.to_string()]);
+    let info: serde_json::Value = serde_json::from_str(&status.info["info"]).expect("JSON");
+    let pid = pid_of(&info);
+    assert_eq!(
+        ns_identity(Path::new(&format!("/proc/{pid}/ns/net"))),
+        ns_identity(Path::new("/proc/self/ns/net")),
+        "the pause runs in the node's network"
+    );
+    assert!(!world.netns_path(&id).exists());
+    assert!(!world.cni_cache(&id).exists());
+    assert!(
+        world.reserved_ips(&id).is_empty(),
+        "CNI gave out no address"
+    );
+    world.backend.stop_pod_sandbox(&id).await.expect("stop");
+    let status = world
+        .backend
+        .pod_sandbox_status(&id, false)
+        .await
+        .expect("status");
+    assert_eq!(status.summary.state, SandboxState::NotReady);
+    assert!(status.ips.is_empty(), "a stopped pod has no address");
+    world.backend.remove_pod_sandbox(&id).await.expect("remove");
+    assert_clean(&world, &id).await;
+}
+
 #[tokio::test]
 async fn ten_concurrent_sandboxes_run_and_are_removed_cleanly() {
     let world = PodWorld::new().await;

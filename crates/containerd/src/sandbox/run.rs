@@ -99,9 +99,10 @@ async fn create<'a>(
     let state_dir: &'a Path = &inner.runtime.state_dir;
     let host_info = host::host_info(inner);
 
+    let node_ip = inner.runtime.node_network_ip;
     let mut netns: Option<PathBuf> = None;
     let mut ips = Vec::new();
-    if !files::host_network(config) {
+    if node_ip.is_none() && !files::host_network(config) {
         let path = network::create_netns(inner, id.as_str()).await?;
         let p = path.clone();
         undo.push("remove network namespace", async move {
@@ -115,6 +116,14 @@ async fn create<'a>(
         ips = network::attach(inner, id, &path, config).await?;
         netns = Some(path);
     }
+    // `pod_network = "host"`: the pod is given the node's network, as if it had asked for
+    // it, and its address is the node's. Containers read the network mode from the
+    // record's config, so they follow.
+    let node_networked = node_ip.map(|ip| {
+        ips = vec![ip.to_string()];
+        with_node_network(config)
+    });
+    let config: &SandboxConfig = node_networked.as_ref().unwrap_or(config);
 
     let pod_files = files::paths(state_dir, id.as_str(), config);
     undo.push(
@@ -361,6 +370,18 @@ pub(crate) fn find_handler(handlers: &[RuntimeHandler], name: &str) -> Result<Ru
         "no runtime handler {name:?} is configured; known handlers: [{}]",
         known.join(", ")
     )))
+}
+
+/// `config` with the network namespace mode set to the node's.
+fn with_node_network(config: &SandboxConfig) -> SandboxConfig {
+    let mut config = config.clone();
+    config
+        .linux
+        .get_or_insert_with(Default::default)
+        .security
+        .namespace_options
+        .network = crimux_core::sandbox::NamespaceMode::Node;
+    config
 }
 
 #[cfg(test)]

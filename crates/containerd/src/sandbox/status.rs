@@ -52,7 +52,10 @@ pub(crate) async fn status(
         Some(p) => mount::is_mountpoint(p).await?,
         None => false,
     };
-    let ips = if netns_open {
+    // A pod given the node's network (`pod_network = "host"`) has no netns but recorded
+    // the node's address: it holds while the pod is ready.
+    let node_networked = record.netns_path.is_none() && !record.ips.is_empty();
+    let ips = if netns_open || (node_networked && state == SandboxState::Ready) {
         record.ips.clone()
     } else {
         Vec::new()

@@ -143,6 +143,15 @@ impl PodWorld {
 
     /// A world whose network is `net` and whose sandbox image is tag `pause_tag`.
     pub async fn with(net: Net, pause_tag: &str) -> PodWorld {
+        Self::with_runtime(net, pause_tag, |_| {}).await
+    }
+
+    /// Like [`PodWorld::with`], with the backend's runtime options adjusted.
+    pub async fn with_runtime(
+        net: Net,
+        pause_tag: &str,
+        adjust: impl FnOnce(&mut RuntimeOptions),
+    ) -> PodWorld {
         for plugin in ["bridge", "host-local", "portmap", "loopback", "tuning"] {
             let p = Path::new(PLUGIN_DIR).join(plugin);
             assert!(
@@ -209,6 +218,7 @@ impl PodWorld {
             cni_bin_dirs: vec![PathBuf::from(PLUGIN_DIR)],
             ..RuntimeOptions::default()
         };
+        adjust(&mut config.runtime);
         let backend = ContainerdBackend::connect(config, registry.client())
             .await
             .expect("connect backend");
