@@ -45,6 +45,11 @@ pub struct GlobalArgs {
         default_value = "info"
     )]
     pub log_level: String,
+
+    /// Append the log to this file instead of writing it to stderr (a Windows service has
+    /// no stderr).
+    #[arg(long, global = true, env = "CRIMUX_LOG_FILE", value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Subcommand)]

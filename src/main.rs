@@ -39,7 +39,7 @@ fn serve_main(args: &GlobalArgs) -> ExitCode {
         Ok(config) => config,
         Err(e) => return fail(EXIT_STARTUP, &e),
     };
-    if let Err(e) = logging::init(&args.log_level) {
+    if let Err(e) = logging::init(&args.log_level, args.log_file.as_deref()) {
         return fail(EXIT_STARTUP, &format!("{e:#}"));
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

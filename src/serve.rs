@@ -36,6 +36,13 @@ fn startup(error: anyhow::Error) -> Failure {
 }
 
 pub async fn run(config: Config) -> Result<(), Failure> {
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        listen = %config.listen,
+        root = %config.root.display(),
+        backends = config.backends.len(),
+        "crimux starting"
+    );
     let shutdown = platform::shutdown_signal()
         .context("cannot watch stop signals")
         .map_err(startup)?;

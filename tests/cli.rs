@@ -38,6 +38,7 @@ impl Sandbox {
             "CRIMUX_LISTEN",
             "CRIMUX_ROOT",
             "CRIMUX_LOG_LEVEL",
+            "CRIMUX_LOG_FILE",
         ] {
             cmd.env_remove(var);
         }
@@ -157,6 +158,41 @@ fn unreachable_containerd_names_the_address() {
     assert!(
         !s.path("run/crimux.sock").exists(),
         "socket removed after the failed start"
+    );
+}
+
+/// `--log-file` (for a Windows service, which has no stderr) appends the log there; the
+/// startup error line still goes to stderr.
+#[test]
+fn log_file_receives_the_log() {
+    let s = Sandbox::new();
+    let (config, address) = unreachable_backend(&s);
+    let log = s.path("crimux.log");
+    std::fs::write(&log, "earlier line\n").expect("seed log");
+    let out = s.run(
+        &[
+            "--config",
+            &config.to_string_lossy(),
+            "--log-file",
+            &log.to_string_lossy(),
+        ],
+        &[],
+    );
+    assert_startup_error(&out, &[&address]);
+    let text = std::fs::read_to_string(&log).expect("log file");
+    assert!(
+        text.starts_with("earlier line\n"),
+        "appended, not truncated: {text}"
+    );
+    assert!(text.contains("crimux starting"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "no colour codes in a file: {text}"
+    );
+    assert!(
+        !stderr(&out).contains("crimux starting"),
+        "{}",
+        stderr(&out)
     );
 }
 

@@ -95,7 +95,9 @@ if ((Test-Path $config) -and -not $ForceConfig) {
 }
 
 Write-Host "== service crimux"
-$binPath = "`"$exe`" --config `"$config`""
+# The SCM gives a service no stderr: the log goes to a file next to the config.
+$logFile = Join-Path $DataDir "crimux.log"
+$binPath = "`"$exe`" --config `"$config`" --log-file `"$logFile`""
 # New-Service takes the command line as one .NET string; passing it through sc.exe's
 # argv would mangle the embedded quotes in Windows PowerShell 5.1. An existing service is
 # deleted and created again so its command line is always this one.
