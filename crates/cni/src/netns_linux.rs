@@ -3,7 +3,7 @@
 use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -82,6 +82,31 @@ fn make_shared(dir: &Path) -> Result<()> {
     share().map_err(|e| os_error(format!("make {} shared", dir.display()), e))
 }
 
+/// Brings `lo` up in the calling thread's network namespace, as containerd's CRI does for
+/// every pod (its built-in loopback network): a pod must reach its own 127.0.0.1 — port
+/// forwarding connects there — even when the node's CNI config lists no `loopback` plugin.
+fn loopback_up() -> io::Result<()> {
+    // SAFETY: a plain datagram socket, closed below by OwnedFd.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor we own.
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write `req`, which outlives the calls;
+    // the union member used is the flags one these requests define.
+    unsafe {
+        check(libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req))?;
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        check(libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req))
+    }
+}
+
 pub(crate) fn create(dir: &Path, name: &str) -> Result<NetNs> {
     std::fs::create_dir_all(dir)
         .map_err(|e| os_error(format!("create netns dir {}", dir.display()), e))?;
@@ -106,6 +131,7 @@ pub(crate) fn create(dir: &Path, name: &str) -> Result<NetNs> {
         .spawn(move || -> io::Result<()> {
             // SAFETY: unshare only changes this thread's namespace membership.
             check(unsafe { libc::unshare(libc::CLONE_NEWNET) })?;
+            loopback_up()?;
             let source = c"/proc/thread-self/ns/net";
             // SAFETY: valid NUL-terminated paths; a bind mount takes no fs type or data.
             check(unsafe {

@@ -20,7 +20,8 @@ fn create_enter_and_remove_a_namespace() {
     assert_eq!(here.len(), 1, "{here:?}");
     assert_eq!(here[0].1, "nsfs");
 
-    // The caller's namespace never changed; inside, only a down `lo` exists.
+    // The caller's namespace never changed; inside, only `lo` exists, and it is up (a pod
+    // reaches its own 127.0.0.1 whatever the CNI config lists).
     assert_eq!(current_netns(), host_ns);
     let inside = ns.run_in(current_netns).unwrap();
     assert_ne!(inside, host_ns);
@@ -31,6 +32,7 @@ fn create_enter_and_remove_a_namespace() {
     let links = String::from_utf8_lossy(&links.stdout).into_owned();
     let names: Vec<&str> = links.lines().filter_map(|l| l.split(": ").nth(1)).collect();
     assert_eq!(names, vec!["lo"], "{links}");
+    assert!(links.contains("<LOOPBACK,UP,LOWER_UP>"), "{links}");
     // The same namespace when entered twice, and through `open`.
     let opened = NetNs::open(&path).unwrap();
     assert_eq!(opened.run_in(current_netns).unwrap(), inside);

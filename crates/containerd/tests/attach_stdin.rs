@@ -217,6 +217,40 @@ async fn stdin_once_ends_cat_at_the_clients_end_of_file() {
     remove_leaves_nothing(&world, &id).await;
 }
 
+/// Without a log path (critest's attach container) the output still needs a reader, or
+/// `runc create` waits for ever on its own output pipe: it goes to a logger writing
+/// /dev/null, which still serves attach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_without_a_log_path_still_starts_and_attaches() {
+    let world = ContainerWorld::new().await;
+    let pod = run_pod(&world, world.pod("nolog")).await;
+    let mut cat = world.container("cat", "exec cat");
+    cat.stdin = true;
+    cat.stdin_once = true;
+    cat.log_path = String::new();
+    let id = tokio::time::timeout(Duration::from_secs(60), start(&world, &pod, &cat))
+        .await
+        .expect("the container starts");
+
+    let (io, mut ends) = client((true, true, true, false));
+    let session = world.backend.attach(&id, io);
+    let driver = async {
+        let (mut stdin, mut out) = (ends.stdin.take().unwrap(), ends.stdout.take().unwrap());
+        stdin.write_all(b"no log\n").await.expect("write");
+        let mut seen = Vec::new();
+        read_until(&mut out, &mut seen, "no log\n", Duration::from_secs(10)).await;
+        drop(stdin);
+    };
+    let (ended, ()) = tokio::time::timeout(Duration::from_secs(20), async {
+        tokio::join!(session, driver)
+    })
+    .await
+    .expect("attach ends when cat exits");
+    ended.expect("attach");
+    wait_state(&world, &id, ContainerState::Exited).await;
+    remove_leaves_nothing(&world, &id).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_start_ends_the_logger_and_removes_the_fifos() {
     let world = ContainerWorld::new().await;

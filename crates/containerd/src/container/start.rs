@@ -84,11 +84,17 @@ const LOGGER_START: Duration = Duration::from_secs(10);
 /// How long a detached logger may take to exit once its FIFOs ended.
 const LOGGER_EXIT: Duration = Duration::from_secs(5);
 
-/// Whether crimux runs the container's logger itself on FIFOs (stdin without a terminal,
-/// and a log to write) rather than the shim through binary logging.
-pub(crate) fn logs_through_fifos(stdin: bool, tty: bool, log_path: &str) -> bool {
-    stdin && !tty && !log_path.is_empty()
+/// Whether crimux runs the container's logger itself on FIFOs (stdin without a terminal)
+/// rather than the shim through binary logging.
+pub(crate) fn logs_through_fifos(stdin: bool, tty: bool) -> bool {
+    stdin && !tty
 }
+
+/// Where the output of a container with stdin and no terminal goes when the CRI gave no log
+/// path. It must go somewhere: with stdin but no stdout, the shim lets runc hand the
+/// process runc's own output pipe, and `runc create` then never returns. The logger still
+/// serves attach.
+const DISCARDED_LOG: &str = "/dev/null";
 
 /// The stdout and stderr FIFOs of a container whose logger crimux runs.
 fn output_fifos(state_dir: &Path, id: &str) -> [PathBuf; 2] {
@@ -194,6 +200,11 @@ async fn stdio(inner: &Inner, id: &str, log_path: &str, tty: bool, stdin: bool) 
         fifo::recreate(&fifo)?;
         out.stdin = fifo.to_string_lossy().into_owned();
     }
+    let log_path = if log_path.is_empty() && logs_through_fifos(stdin, tty) {
+        DISCARDED_LOG
+    } else {
+        log_path
+    };
     if !log_path.is_empty() {
         let log = Path::new(log_path);
         if let Some(parent) = log.parent() {
@@ -210,7 +221,7 @@ async fn stdio(inner: &Inner, id: &str, log_path: &str, tty: bool, stdin: bool) 
             tracing::warn!(container = id, "state dir too deep for an attach socket");
         }
         let plugin = plugin_path(&inner.runtime.log_plugin)?;
-        if logs_through_fifos(stdin, tty, log_path) {
+        if logs_through_fifos(stdin, tty) {
             let [stdout, stderr] = output_fifos(state_dir, id);
             fifo::recreate(&stdout)?;
             fifo::recreate(&stderr)?;
@@ -276,7 +287,7 @@ pub(crate) async fn start(inner: &Inner, id: &ContainerId) -> Result<()> {
             Ok(at)
         }
         .await;
-        if run.is_err() && logs_through_fifos(rec.config.stdin, rec.config.tty, &rec.log_path) {
+        if run.is_err() && logs_through_fifos(rec.config.stdin, rec.config.tty) {
             end_detached_logger(&inner.runtime.state_dir, id.as_str()).await;
         }
         run

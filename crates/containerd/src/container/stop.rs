@@ -110,7 +110,7 @@ pub(crate) async fn remove(inner: &Inner, id: &ContainerId) -> Result<()> {
     let state_dir = &inner.runtime.state_dir;
     // The shim stopped the binary logger with the task; a logger crimux started on FIFOs
     // exits at their end, which the task's deletion brought.
-    if logs_through_fifos(rec.config.stdin, rec.config.tty, &rec.log_path) {
+    if logs_through_fifos(rec.config.stdin, rec.config.tty) {
         end_detached_logger(state_dir, id.as_str()).await;
     }
     object::remove(inner, id.as_str()).await?;
