@@ -22,6 +22,18 @@ warn() {
 
 start=$(date +%s)
 
+# No incremental cache: a one-shot build doesn't reuse it, and it doubles target/'s size.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+target_dir="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$target_dir"
+# A full run needs about 5 GiB under target/ (debug builds carry line tables only, see
+# Cargo.toml). Say so up front rather than dying in the linker with ENOSPC.
+free_kib=$(df -Pk "$target_dir" | awk 'NR == 2 { print $4 }')
+echo "scripts/test.sh: $((free_kib / 1024)) MiB free for $target_dir" >&2
+if [ "${free_kib:-0}" -lt $((6 * 1024 * 1024)) ]; then
+    warn "only $((free_kib / 1024)) MiB free where $target_dir lives; the build needs ~5 GiB"
+fi
+
 step "installing dependencies"
 bash scripts/install-deps.sh
 if ! command -v cargo >/dev/null && [ -f "$HOME/.cargo/env" ]; then
@@ -60,4 +72,5 @@ else
     warn "rust target $WINDOWS_TARGET not installed: the Windows build was NOT checked"
 fi
 
+du -sh "$target_dir" >&2 || true
 echo "scripts/test.sh: all passed in $(($(date +%s) - start)) s" >&2
