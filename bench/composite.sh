@@ -7,7 +7,10 @@
 #   2. the container cycle (create+start+stop+remove) p50/p99 on the TLS delegate against
 #      the unix-socket primary of the same crimux, and against the same delegate reached
 #      through the same kind of relay without TLS (insecure loopback), which separates the
-#      cost of TLS from the cost of the extra hop.
+#      cost of TLS from the cost of the extra hop;
+#   3. the same cycle on a forwarding delegate (`kind = "cri"`): a second crimux on the
+#      delegate containerd, reached through the same kind of mutual-TLS relay — the design a
+#      Windows node uses for its WSL2 distro — against the containerd-API TLS delegate.
 #
 #   bash bench/composite.sh   (env: PODS=100 RELIST_N=1000 CONC=4 N=50 ROUNDS=2
 #                              PARTS="relist cycles" NODELAY=1 OUT=dir
@@ -65,8 +68,10 @@ stop_pid() {
 
 cleanup() {
     stop_pid $D/crimux2.pid
+    stop_pid $D/crimux3.pid
+    stop_pid $D/relay-cri.pid
     if [ -S $D/ctrd2/containerd.sock ]; then
-        for ns in k8s.io plain; do
+        for ns in k8s.io plain fwd; do
             for t in $(timeout 10 ctr -a $D/ctrd2/containerd.sock -n $ns tasks ls -q 2>/dev/null); do
                 timeout 10 ctr -a $D/ctrd2/containerd.sock -n $ns tasks kill -s KILL "$t" >/dev/null 2>&1 || true
                 timeout 10 ctr -a $D/ctrd2/containerd.sock -n $ns tasks delete -f "$t" >/dev/null 2>&1 || true
@@ -179,6 +184,47 @@ insecure = true
 [[backend.runtime_handlers]]
 name = "tcp-plain"
 C
+    # The forwarding delegate: a crimux on the delegate containerd (namespace "fwd"), behind
+    # a mutual-TLS relay in front of its CRI socket, as a WSL2 distro runs it.
+    mkdir -p $D/crimux3
+    cat >$D/crimux3/crimux.toml <<C
+listen = "$D/crimux3.sock"
+root = "$D/crimux3/root"
+sandbox_image = "$PAUSE"
+[registry]
+config_path = "$D/certs.d"
+[cni]
+conf_dir = "$D/net.d"
+bin_dirs = ["/usr/lib/cni"]
+[[backend]]
+name = "distro"
+address = "unix://$D/ctrd2/containerd.sock"
+namespace = "fwd"
+C
+    $CRIMUX_BIN --config $D/crimux3/crimux.toml >$D/crimux3/log 2>&1 &
+    echo $! >$D/crimux3.pid
+    wait_socket $D/crimux3.sock $D/crimux3/log
+    CRI_PORT=$((PORT + 3))
+    socat OPENSSL-LISTEN:$CRI_PORT,bind=127.0.0.1,reuseaddr,fork$nd,cert=$D/certs/server.pem,key=$D/certs/server-key.pem,cafile=$D/certs/ca.pem,verify=1 \
+        UNIX-CONNECT:$D/crimux3.sock >$D/relay-cri.log 2>&1 &
+    echo $! >$D/relay-cri.pid
+    for _ in $(seq 100); do
+        (exec 3<>/dev/tcp/127.0.0.1/$CRI_PORT) 2>/dev/null && break
+        sleep 0.1
+    done
+    cat >>$D/crimux2/crimux.toml <<C
+[[backend]]
+name = "wsl-cri"
+kind = "cri"
+role = "delegate"
+address = "tcp://127.0.0.1:$CRI_PORT"
+[[backend.runtime_handlers]]
+name = "cri-fwd"
+[backend.tls]
+ca = "$D/certs/ca.pem"
+cert = "$D/certs/client.pem"
+key = "$D/certs/client-key.pem"
+C
     $CRIMUX_BIN --config $D/crimux2/crimux.toml >$D/crimux2/log 2>&1 &
     echo $! >$D/crimux2.pid
     wait_socket $D/crimux2.sock $D/crimux2/log
@@ -203,7 +249,7 @@ bench() { # label args...
 
 # Warm up: pull the images everywhere, the pause per backend.
 "$BENCH" --endpoint "$CRIMUX" --image "$IMAGE" --pause-image "$PAUSE" --n 1 pod-cycle >/dev/null
-for h in "" wsl2 tcp-plain; do
+for h in "" wsl2 tcp-plain cri-fwd; do
     "$BENCH" --endpoint "$CRIMUX2" --image "$IMAGE" --pause-image "$PAUSE" --n 1 \
         ${h:+--runtime-handler $h} pod-cycle >/dev/null
 done
@@ -223,8 +269,8 @@ for r in $(seq "$ROUNDS"); do
             --concurrency "$CONC" relist --pods "$PODS" --containers-only ;;
         esac
     done
-    sides=(primary delegate plain)
-    [ $((r % 2)) = 0 ] && sides=(plain delegate primary)
+    sides=(primary delegate plain forward)
+    [ $((r % 2)) = 0 ] && sides=(forward plain delegate primary)
     [[ " $PARTS " == *" cycles "* ]] || sides=()
     for side in "${sides[@]}"; do
         case $side in
@@ -232,6 +278,8 @@ for r in $(seq "$ROUNDS"); do
         delegate) bench "cycle-delegate-r$r" --endpoint "$CRIMUX2" --runtime-handler wsl2 --n "$N" \
             container-cycle ;;
         plain) bench "cycle-plain-r$r" --endpoint "$CRIMUX2" --runtime-handler tcp-plain --n "$N" \
+            container-cycle ;;
+        forward) bench "cycle-forward-r$r" --endpoint "$CRIMUX2" --runtime-handler cri-fwd --n "$N" \
             container-cycle ;;
         esac
     done
@@ -244,7 +292,8 @@ out = Path(sys.argv[1])
 names = {"one": "1 backend (all pods on it)", "two": "2 backends (half unix primary, half TLS delegate)",
          "twoprim": "2 backends (all pods on the primary, delegate empty)",
          "primary": "unix-socket primary", "delegate": "TLS delegate (socat mTLS front)",
-         "plain": "plain-TCP delegate (socat front, no TLS)"}
+         "plain": "plain-TCP delegate (socat front, no TLS)",
+         "forward": "forwarding delegate (kind = cri: crimux behind a socat mTLS front)"}
 rows = {}
 print("| run | round | load | result |\n|---|---|---|---|")
 for p in sorted(out.glob("*.json")):

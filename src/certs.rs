@@ -1,8 +1,10 @@
-//! `crimux certs`: mutual-TLS material for a TCP delegate (the containerd in a WSL2 distro).
+//! `crimux certs`: mutual-TLS material for a TCP delegate (on Windows: the Linux crimux in a
+//! WSL2 distro, a `kind = "cri"` backend).
 //!
 //! One run makes a private CA, a server certificate for the delegate's TLS endpoint, and a
 //! client certificate for crimux (`[backend.tls]`). The delegate's endpoint is a relay in
-//! front of containerd's unix socket (wsl2-setup.sh runs socat): containerd's own `[grpc]
+//! front of a unix socket (wsl2-setup.sh runs socat): the distro crimux's CRI socket, or
+//! for a `kind = "containerd"` delegate containerd's own socket, since containerd's `[grpc]
 //! tcp_address` carries only the CRI plugin's service, not the native API crimux uses.
 //! Keys are ECDSA P-256. Everything is generated in memory first; files are written to
 //! temporary names and renamed at the end, so a failure leaves the directory as it was
@@ -229,12 +231,13 @@ pub fn usage(dir: &Path, names: &[String]) -> String {
     ));
     out.push_str(
         "\nthe delegate (inside the WSL2 distro), after copying ca.pem, server.pem and\n\
-         server-key.pem to /etc/containerd/tls/ (key mode 0600): a TLS relay in front of\n\
-         containerd's socket, as manifests/windows/wsl2-setup.sh installs it:\n\
-         socat OPENSSL-LISTEN:<port>,bind=127.0.0.1,reuseaddr,fork,\
-         cert=/etc/containerd/tls/server.pem,key=/etc/containerd/tls/server-key.pem,\
-         cafile=/etc/containerd/tls/ca.pem,verify=1 \\\n\
-         \x20 UNIX-CONNECT:/run/containerd/containerd.sock\n",
+         server-key.pem to /etc/crimux/tls/ (key mode 0600): a TLS relay in front of the\n\
+         distro crimux's socket, as manifests/windows/wsl2-setup.sh installs it (for a\n\
+         kind = \"containerd\" delegate, connect to containerd's socket instead):\n\
+         socat OPENSSL-LISTEN:<port>,bind=127.0.0.1,reuseaddr,fork,nodelay,\
+         cert=/etc/crimux/tls/server.pem,key=/etc/crimux/tls/server-key.pem,\
+         cafile=/etc/crimux/tls/ca.pem,verify=1 \\\n\
+         \x20 UNIX-CONNECT:/run/crimux/crimux.sock\n",
     );
     out
 }
@@ -303,7 +306,7 @@ mod tests {
         assert!(text.contains("cert = '/certs/client.pem'"), "{text}");
         assert!(text.contains("server_name = \"localhost\""), "{text}");
         assert!(
-            text.contains("cafile=/etc/containerd/tls/ca.pem,verify=1"),
+            text.contains("cafile=/etc/crimux/tls/ca.pem,verify=1"),
             "{text}"
         );
     }

@@ -49,9 +49,14 @@ pub struct RegistryConfig {
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
     pub name: String,
+    /// What answers at `address`: a containerd, or another crimux (see [`BackendKind`]).
+    #[serde(default)]
+    pub kind: BackendKind,
     pub address: String,
-    #[serde(default = "default_namespace")]
-    pub namespace: String,
+    /// containerd namespace; unset means `k8s.io` (see [`BackendConfig::namespace`]).
+    /// Only for kind = "containerd".
+    #[serde(default)]
+    pub namespace: Option<String>,
     /// Unset means primary when it is the only backend, delegate otherwise.
     #[serde(default)]
     pub role: Option<BackendRole>,
@@ -67,13 +72,53 @@ pub struct BackendConfig {
     pub tls: Option<TlsConfig>,
     #[serde(default)]
     pub runtime_handlers: Vec<RuntimeHandlerConfig>,
-    /// How this backend's pods are networked; see [`PodNetwork`].
+    /// How this backend's pods are networked; see [`PodNetwork`] (unset means `cni`).
     #[serde(default)]
-    pub pod_network: PodNetwork,
+    pub pod_network: Option<PodNetwork>,
     /// The node's address, reported as every pod's IP when `pod_network = "host"` (set it
     /// to kubelet's `--node-ip`). Required then, refused otherwise.
     #[serde(default)]
     pub node_ip: Option<IpAddr>,
+    /// Host path prefixes and their names on the other crimux's side; only for
+    /// kind = "cri".
+    #[serde(default)]
+    pub path_map: Vec<PathMapConfig>,
+}
+
+/// What a `[[backend]]` is.
+///
+/// A WSL2 distro's shim cannot see the Windows host, so the host-side work of its pods
+/// (netns, CNI, pod files, logger, FIFOs) must happen in the distro: a Linux crimux runs
+/// there, and the Windows crimux forwards CRI to it as a `cri` backend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// A containerd daemon, driven through its native API.
+    #[default]
+    Containerd,
+    /// Another crimux, reached over CRI; it owns its containerd, runtimes and networking.
+    Cri,
+}
+
+/// `{ host = 'C:\', backend = '/mnt/c/' }`: a host path prefix (log directories, mount
+/// sources) and what the same directory is called where the other crimux runs.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathMapConfig {
+    pub host: String,
+    pub backend: String,
+}
+
+impl BackendConfig {
+    /// The containerd namespace, default applied.
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
+    }
+
+    /// How pods are networked, default applied.
+    pub fn pod_network(&self) -> PodNetwork {
+        self.pod_network.unwrap_or_default()
+    }
 }
 
 /// Where a backend's pods get their network, and so which IP crimux reports for them.
@@ -112,6 +157,10 @@ pub struct RuntimeHandlerConfig {
     pub runtime_type: String,
     #[serde(default)]
     pub options: toml::Table,
+    /// For kind = "cri": the handler this one is called on the other crimux (unset: its
+    /// default handler, `""`).
+    #[serde(default)]
+    pub remote: Option<String>,
 }
 
 /// Accepted now, used when pod networking arrives.
@@ -132,10 +181,6 @@ pub struct StreamingConfig {
     pub tls_key: Option<PathBuf>,
 }
 
-fn default_namespace() -> String {
-    DEFAULT_NAMESPACE.to_string()
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -145,8 +190,9 @@ impl Default for Config {
             registry: RegistryConfig::default(),
             backends: vec![BackendConfig {
                 name: "default".into(),
+                kind: BackendKind::Containerd,
                 address: DEFAULT_CONTAINERD_ADDRESS.into(),
-                namespace: default_namespace(),
+                namespace: None,
                 role: None,
                 os: None,
                 arch: None,
@@ -154,8 +200,9 @@ impl Default for Config {
                 insecure: false,
                 tls: None,
                 runtime_handlers: Vec::new(),
-                pod_network: PodNetwork::Cni,
+                pod_network: None,
                 node_ip: None,
+                path_map: Vec::new(),
             }],
             cni: CniConfig::default(),
             streaming: StreamingConfig::default(),
@@ -271,10 +318,11 @@ impl Config {
                 return err(format!("{at}: name is used by two [[backend]] tables"));
             }
             names.push(&b.name);
-            if b.namespace.trim().is_empty() {
+            if b.namespace().trim().is_empty() {
                 return err(format!("{at}: namespace must not be empty"));
             }
             check_address(b, windows).map_err(|m| ConfigError(format!("{at}: {m}")))?;
+            check_kind(b).map_err(|m| ConfigError(format!("{at}: {m}")))?;
             if let Some(os) = &b.os {
                 if let Err(e) = os.parse::<OsKind>() {
                     return err(format!("{at}: os: {e}"));
@@ -301,7 +349,7 @@ impl Config {
                 }
                 handlers.push((&b.name, &h.name));
             }
-            match (b.pod_network, b.node_ip) {
+            match (b.pod_network(), b.node_ip) {
                 (PodNetwork::Host, None) => {
                     return err(format!(
                         "{at}: pod_network = \"host\" needs node_ip (the node's address, as \
@@ -339,6 +387,86 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// What `kind` allows: a `cri` backend forwards to a crimux that owns its containerd,
+/// runtimes and networking, so the keys about those are refused rather than ignored; a
+/// `containerd` backend has no other side to map paths or handler names to.
+fn check_kind(b: &BackendConfig) -> Result<(), String> {
+    let cri = "kind = \"cri\"";
+    if b.kind == BackendKind::Containerd {
+        if !b.path_map.is_empty() {
+            return Err(format!(
+                "path_map is only for {cri} backends (a containerd backend shares crimux's paths)"
+            ));
+        }
+        if let Some(h) = b.runtime_handlers.iter().find(|h| h.remote.is_some()) {
+            return Err(format!(
+                "runtime handler {:?}: remote is only for {cri} backends (use runtime_type)",
+                h.name
+            ));
+        }
+        return Ok(());
+    }
+    let owned = |key: &str| {
+        Err(format!(
+            "{key} is not for {cri} backends: set it in the config of the crimux this backend \
+             forwards to"
+        ))
+    };
+    if b.namespace.is_some() {
+        return owned("namespace");
+    }
+    if b.snapshotter.is_some() {
+        return owned("snapshotter");
+    }
+    if b.pod_network.is_some() {
+        return owned("pod_network");
+    }
+    if b.node_ip.is_some() {
+        return owned("node_ip");
+    }
+    if b.address.trim().starts_with("npipe://") {
+        return Err(format!(
+            "address {:?}: a {cri} backend is reached by unix:// or tcp://",
+            b.address.trim()
+        ));
+    }
+    for h in &b.runtime_handlers {
+        if !h.runtime_type.is_empty() || !h.options.is_empty() {
+            return Err(format!(
+                "runtime handler {:?}: runtime_type and options are not for {cri} backends: \
+                 the crimux it forwards to runs the handler; name it with remote = \"<handler>\"",
+                h.name
+            ));
+        }
+    }
+    let mut hosts: Vec<&str> = Vec::new();
+    for m in &b.path_map {
+        let (host, backend) = (m.host.trim(), m.backend.trim());
+        if host.is_empty() || backend.is_empty() {
+            return Err("path_map: host and backend must not be empty".into());
+        }
+        if !is_absolute(host) || !is_absolute(backend) {
+            return Err(format!(
+                "path_map {host:?} = {backend:?}: both must be absolute paths (C:\\, /mnt/c/)"
+            ));
+        }
+        if hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+            return Err(format!("path_map: host {host:?} is mapped twice"));
+        }
+        hosts.push(host);
+    }
+    Ok(())
+}
+
+/// An absolute path on either side of a `path_map`: `/…`, a drive letter `C:\` / `C:/`, or
+/// a UNC path `\\server\share`.
+fn is_absolute(path: &str) -> bool {
+    let b = path.as_bytes();
+    let drive =
+        b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && matches!(b[2], b'\\' | b'/');
+    path.starts_with('/') || path.starts_with("\\\\") || drive
 }
 
 /// Checks a backend's address: scheme, and that TCP is either TLS or loopback with

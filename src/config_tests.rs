@@ -14,7 +14,7 @@ fn empty_file_is_all_defaults() {
     assert_eq!(c.backends.len(), 1);
     let b = &c.backends[0];
     assert_eq!(
-        (b.name.as_str(), b.address.as_str(), b.namespace.as_str()),
+        (b.name.as_str(), b.address.as_str(), b.namespace()),
         (
             "default",
             "unix:///run/containerd/containerd.sock",
@@ -90,7 +90,7 @@ tls_key = "/k.pem"
         Some(&toml::Value::Boolean(true))
     );
     assert_eq!(c.role_of(&c.backends[1]), BackendRole::Delegate);
-    assert_eq!(c.backends[1].namespace, "k8s.io");
+    assert_eq!(c.backends[1].namespace(), "k8s.io");
     assert_eq!(c.streaming.port, 10010);
     assert_eq!(c.cni.bin_dirs.len(), 2);
 }
@@ -313,14 +313,14 @@ os = "linux"
     let tls = "[backend.tls]\nca = 'C:\\ProgramData\\crimux\\certs\\ca.pem'\ncert = 'C:\\ProgramData\\crimux\\certs\\client.pem'\nkey = 'C:\\ProgramData\\crimux\\certs\\client-key.pem'\nserver_name = \"localhost\"\n";
     let nat = format!("{base}{tls}[[backend.runtime_handlers]]\nname = \"wsl2\"\n");
     let c = Config::parse(&nat, true).expect("nat config");
-    assert_eq!(c.backends[1].pod_network, PodNetwork::Cni);
+    assert_eq!(c.backends[1].pod_network(), PodNetwork::Cni);
     assert_eq!(c.backends[1].node_ip, None);
 
     let mirrored = format!(
         "{base}pod_network = \"host\"\nnode_ip = \"192.168.1.20\"\n{tls}[[backend.runtime_handlers]]\nname = \"wsl2\"\n"
     );
     let c = Config::parse(&mirrored, true).expect("mirrored config");
-    assert_eq!(c.backends[1].pod_network, PodNetwork::Host);
+    assert_eq!(c.backends[1].pod_network(), PodNetwork::Host);
     assert_eq!(
         c.backends[1].node_ip,
         Some("192.168.1.20".parse().expect("ip"))
@@ -336,7 +336,7 @@ fn pod_network_and_node_ip_go_together() {
         false,
     )
     .expect("host + node_ip");
-    assert_eq!(ok.backends[0].pod_network, PodNetwork::Host);
+    assert_eq!(ok.backends[0].pod_network(), PodNetwork::Host);
     let v6 = Config::parse(
         &backend("pod_network = \"host\"\nnode_ip = \"fd00::5\""),
         false,
@@ -347,7 +347,7 @@ fn pod_network_and_node_ip_go_together() {
         Config::parse(&backend("pod_network = \"cni\""), false)
             .expect("cni")
             .backends[0]
-            .pod_network,
+            .pod_network(),
         PodNetwork::Cni
     );
     let cases = [
@@ -380,7 +380,7 @@ fn pod_network_and_node_ip_go_together() {
 }
 
 /// The shipped examples stay valid: manifests/linux/config.toml as is, and the template
-/// install-crimux.ps1 fills, with both WSL2 pod-network settings.
+/// install-crimux.ps1 fills (its WSL2 backend is the distro's crimux, `kind = "cri"`).
 #[test]
 fn shipped_configs_are_valid() {
     let linux = Config::parse(include_str!("../manifests/linux/config.toml"), false)
@@ -388,40 +388,170 @@ fn shipped_configs_are_valid() {
     assert_eq!(linux.backends.len(), 1);
     assert_eq!(linux.role_of(&linux.backends[0]), BackendRole::Primary);
 
-    let template = include_str!("../manifests/windows/config.toml")
+    let text = include_str!("../manifests/windows/config.toml")
         .replace("__DATA_DIR__", r"C:\ProgramData\crimux")
         .replace("__WSL_PORT__", "10010");
-    for (pod_network, want) in [
-        ("", PodNetwork::Cni),
-        (
-            "pod_network = \"host\"\nnode_ip = \"192.168.1.20\"",
-            PodNetwork::Host,
-        ),
+    let c = Config::parse(&text, true).unwrap_or_else(|e| panic!("windows template: {e}"));
+    let names: Vec<&str> = c.backends.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["windows", "wsl2"]);
+    assert_eq!(c.role_of(&c.backends[0]), BackendRole::Primary);
+    assert_eq!(
+        c.backends[0].address,
+        "npipe:////./pipe/containerd-containerd"
+    );
+    let wsl = &c.backends[1];
+    assert_eq!(wsl.kind, BackendKind::Cri);
+    assert_eq!(wsl.address, "tcp://127.0.0.1:10010");
+    let tls = wsl.tls.as_ref().expect("[backend.tls]");
+    assert_eq!(
+        tls.key,
+        PathBuf::from(r"C:\ProgramData\crimux\certs\client-key.pem")
+    );
+    assert_eq!(
+        wsl.path_map,
+        [PathMapConfig {
+            host: r"C:\".into(),
+            backend: "/mnt/c/".into()
+        }]
+    );
+    let handlers: Vec<(&str, Option<&str>)> = c
+        .backends
+        .iter()
+        .flat_map(|b| {
+            b.runtime_handlers
+                .iter()
+                .map(|h| (h.name.as_str(), h.remote.as_deref()))
+        })
+        .collect();
+    assert_eq!(
+        handlers,
+        [
+            ("runhcs-wcow-process", None),
+            ("runhcs-wcow-hypervisor", None),
+            ("wsl2", Some(""))
+        ]
+    );
+}
+
+/// A Windows node whose WSL2 delegate is a Linux crimux reached over mutual TLS.
+const CRI_NODE: &str = r#"
+listen = "npipe:////./pipe/crimux"
+root = 'C:\ProgramData\crimux\root'
+
+[[backend]]
+name = "windows"
+address = "npipe:////./pipe/containerd-containerd"
+role = "primary"
+
+[[backend]]
+name = "wsl2"
+kind = "cri"
+address = "tcp://127.0.0.1:10011"
+role = "delegate"
+[backend.tls]
+ca = 'C:\ProgramData\crimux\certs\ca.pem'
+cert = 'C:\ProgramData\crimux\certs\client.pem'
+key = 'C:\ProgramData\crimux\certs\client-key.pem'
+server_name = "localhost"
+[[backend.path_map]]
+host = 'C:\'
+backend = '/mnt/c/'
+[[backend.path_map]]
+host = 'D:\data\'
+backend = '/mnt/d/data/'
+[[backend.runtime_handlers]]
+name = "wsl2"
+[[backend.runtime_handlers]]
+name = "wsl2-kata"
+remote = "kata"
+"#;
+
+#[test]
+fn cri_backend_parses() {
+    let c = Config::parse(CRI_NODE, true).expect("valid");
+    assert_eq!(c.backends[0].kind, BackendKind::Containerd);
+    let wsl = &c.backends[1];
+    assert_eq!(wsl.kind, BackendKind::Cri);
+    assert_eq!(c.role_of(wsl), BackendRole::Delegate);
+    assert_eq!(
+        wsl.path_map,
+        [
+            PathMapConfig {
+                host: r"C:\".into(),
+                backend: "/mnt/c/".into()
+            },
+            PathMapConfig {
+                host: r"D:\data\".into(),
+                backend: "/mnt/d/data/".into()
+            },
+        ]
+    );
+    let handlers: Vec<(&str, Option<&str>)> = wsl
+        .runtime_handlers
+        .iter()
+        .map(|h| (h.name.as_str(), h.remote.as_deref()))
+        .collect();
+    assert_eq!(handlers, [("wsl2", None), ("wsl2-kata", Some("kata"))]);
+    // The keys of a containerd backend keep their defaults, unused.
+    assert_eq!(wsl.namespace, None);
+    assert_eq!(wsl.pod_network, None);
+
+    // On Linux: a unix socket, and plain TCP on loopback with insecure = true.
+    for address in [
+        "address = \"unix:///run/crimux-inner.sock\"",
+        "address = \"tcp://127.0.0.1:10011\"\ninsecure = true",
     ] {
-        let text = template.replace("__WSL_POD_NETWORK__", pod_network);
-        let c = Config::parse(&text, true).unwrap_or_else(|e| panic!("{pod_network:?}: {e}"));
-        let names: Vec<&str> = c.backends.iter().map(|b| b.name.as_str()).collect();
-        assert_eq!(names, ["windows", "wsl2"]);
-        assert_eq!(c.role_of(&c.backends[0]), BackendRole::Primary);
-        assert_eq!(
-            c.backends[0].address,
-            "npipe:////./pipe/containerd-containerd"
+        let text = format!(
+            "[[backend]]\nname = \"a\"\naddress = \"unix:///a\"\nrole = \"primary\"\n\
+             [[backend]]\nname = \"b\"\nkind = \"cri\"\n{address}\n"
         );
-        assert_eq!(c.backends[1].address, "tcp://127.0.0.1:10010");
-        assert_eq!(c.backends[1].pod_network, want);
-        let tls = c.backends[1].tls.as_ref().expect("[backend.tls]");
-        assert_eq!(
-            tls.key,
-            PathBuf::from(r"C:\ProgramData\crimux\certs\client-key.pem")
-        );
-        let handlers: Vec<&str> = c
-            .backends
-            .iter()
-            .flat_map(|b| b.runtime_handlers.iter().map(|h| h.name.as_str()))
-            .collect();
-        assert_eq!(
-            handlers,
-            ["runhcs-wcow-process", "runhcs-wcow-hypervisor", "wsl2"]
-        );
+        let c = Config::parse(&text, false).unwrap_or_else(|e| panic!("{address}: {e}"));
+        assert_eq!(c.backends[1].kind, BackendKind::Cri);
     }
+}
+
+/// (name, extra keys for a `kind = "cri"` backend, substring of the one-line error)
+#[test]
+fn cri_backend_refuses_what_the_inner_crimux_owns() {
+    let cri = |extra: &str| {
+        format!(
+            "[[backend]]\nname = \"a\"\naddress = \"unix:///a\"\nrole = \"primary\"\n\
+             [[backend]]\nname = \"b\"\nkind = \"cri\"\n{extra}\n"
+        )
+    };
+    let unix = "address = \"unix:///inner.sock\"\n";
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("bad kind", cri(unix).replace("\"cri\"", "\"crio\""), "unknown variant `crio`"),
+        ("namespace", cri(&format!("{unix}namespace = \"k8s.io\"")), "backend \"b\": namespace is not for kind = \"cri\" backends"),
+        ("snapshotter", cri(&format!("{unix}snapshotter = \"overlayfs\"")), "snapshotter is not for kind = \"cri\""),
+        ("pod_network", cri(&format!("{unix}pod_network = \"cni\"")), "pod_network is not for kind = \"cri\""),
+        ("node_ip", cri(&format!("{unix}node_ip = \"10.0.0.5\"")), "node_ip is not for kind = \"cri\""),
+        ("runtime_type", cri(&format!("{unix}[[backend.runtime_handlers]]\nname = \"wsl2\"\nruntime_type = \"io.containerd.runc.v2\"")), "runtime handler \"wsl2\": runtime_type and options are not for kind = \"cri\""),
+        ("options", cri(&format!("{unix}[[backend.runtime_handlers]]\nname = \"wsl2\"\noptions = {{ SystemdCgroup = true }}")), "remote = \"<handler>\""),
+        ("tcp without tls", cri("address = \"tcp://10.0.0.1:10011\""), "needs [backend.tls]"),
+        ("insecure remote", cri("address = \"tcp://10.0.0.1:10011\"\ninsecure = true"), "only for a loopback"),
+        ("npipe on linux", cri("address = \"npipe:////./pipe/crimux\""), "only for Windows"),
+        ("empty path_map host", cri(&format!("{unix}[[backend.path_map]]\nhost = \"\"\nbackend = \"/mnt/c/\"")), "path_map: host and backend must not be empty"),
+        ("relative path_map", cri(&format!("{unix}[[backend.path_map]]\nhost = 'C:'\nbackend = '/mnt/c'")), "both must be absolute paths"),
+        ("relative path_map backend", cri(&format!("{unix}[[backend.path_map]]\nhost = '/h/'\nbackend = 'mnt/c/'")), "both must be absolute paths"),
+        ("path_map twice", cri(&format!("{unix}[[backend.path_map]]\nhost = 'C:\\'\nbackend = '/mnt/c/'\n[[backend.path_map]]\nhost = 'c:\\'\nbackend = '/mnt/x/'")), "host \"c:\\\\\" is mapped twice"),
+        ("path_map unknown key", cri(&format!("{unix}[[backend.path_map]]\nhost = 'C:\\'\nguest = '/mnt/c/'")), "unknown field `guest`"),
+        ("path_map on containerd", cri(&format!("{unix}[[backend.path_map]]\nhost = 'C:\\'\nbackend = '/mnt/c/'")).replace("kind = \"cri\"\n", ""), "path_map is only for kind = \"cri\" backends"),
+        ("remote on containerd", cri(&format!("{unix}[[backend.runtime_handlers]]\nname = \"wsl2\"\nremote = \"\"")).replace("kind = \"cri\"\n", ""), "runtime handler \"wsl2\": remote is only for kind = \"cri\""),
+        ("handler twice", format!("{}[[backend.runtime_handlers]]\nname = \"runc\"\n", cri(&format!("{unix}[[backend.runtime_handlers]]\nname = \"runc\""))), "runtime handler \"runc\" is already served by backend \"b\""),
+    ];
+    for (name, text, needle) in cases {
+        let err = match Config::parse(&text, false) {
+            Ok(c) => panic!("{name}: accepted: {c:?}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(needle), "{name}: {err:?} lacks {needle:?}");
+        assert!(!err.contains('\n'), "{name}: not one line: {err:?}");
+    }
+    // On Windows a cri backend is still never a named pipe: the other crimux is in WSL2.
+    let text = CRI_NODE.replace("tcp://127.0.0.1:10011", "npipe:////./pipe/inner");
+    let err = Config::parse(&text, true)
+        .expect_err("npipe cri")
+        .to_string();
+    assert!(err.contains("reached by unix:// or tcp://"), "{err}");
 }

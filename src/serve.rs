@@ -14,15 +14,17 @@ use crimux_containerd::{
     DEFAULT_RUNTIME_TYPE, DEFAULT_SNAPSHOTTER,
 };
 use crimux_core::Backend;
+use crimux_cri::forward::{CriBackend, CriBackendConfig, ForwardedHandler, PathMapping};
 use crimux_cri::CriServer;
 use crimux_dispatch::Dispatcher;
 use crimux_registry::Registry;
 use crimux_streaming::{Server as StreamingServer, ServerOptions, TlsFiles};
 
-use crate::config::{BackendConfig, Config, StreamingConfig};
+use crate::config::{BackendConfig, BackendKind, Config, PodNetwork, StreamingConfig};
 use crate::platform::{self, CriListener};
 
-/// Upper bound on reaching one containerd at start, beyond the backend's own timeouts.
+/// Upper bound on reaching one backend (a containerd, or the crimux a `cri` backend
+/// forwards to) at start, beyond the backend's own timeouts.
 const CONNECT_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Why serving ended badly, and with which exit code.
@@ -110,7 +112,88 @@ fn streaming_options(config: &StreamingConfig) -> ServerOptions {
     }
 }
 
+/// Connects one configured backend of either kind, within [`CONNECT_DEADLINE`]; errors
+/// name the backend and its address.
 pub(crate) async fn connect(
+    config: &Config,
+    b: &BackendConfig,
+    registry: Registry,
+) -> anyhow::Result<Arc<dyn Backend>> {
+    match b.kind {
+        BackendKind::Containerd => connect_containerd(config, b, registry).await,
+        BackendKind::Cri => connect_cri(config, b).await,
+    }
+}
+
+/// The mutual-TLS files of `[backend.tls]`, as the transport wants them.
+fn tls_of(b: &BackendConfig) -> Option<TlsConfig> {
+    b.tls.as_ref().map(|t| TlsConfig {
+        ca: t.ca.clone(),
+        cert: t.cert.clone(),
+        key: t.key.clone(),
+        server_name: t.server_name.clone(),
+    })
+}
+
+/// A `kind = "cri"` backend: a channel to the other crimux (unix socket, or TCP through
+/// its mutual-TLS relay), then the forwarding backend, which checks it answers CRI.
+async fn connect_cri(config: &Config, b: &BackendConfig) -> anyhow::Result<Arc<dyn Backend>> {
+    let at = format!("backend {:?}", b.name);
+    let tls = tls_of(b);
+    let channel = crimux_containerd::connect::channel(&b.address, tls.as_ref(), b.insecure)
+        .map_err(|e| anyhow!("{at}: crimux at {}: {e}", b.address))?;
+    let forward = CriBackendConfig {
+        name: b.name.clone(),
+        role: config.role_of(b),
+        os: b.os.clone(),
+        arch: b.arch.clone(),
+        runtime_handlers: b
+            .runtime_handlers
+            .iter()
+            .map(|h| ForwardedHandler {
+                name: h.name.clone(),
+                remote: h.remote.clone().unwrap_or_default(),
+            })
+            .collect(),
+        path_map: b
+            .path_map
+            .iter()
+            .map(|m| PathMapping {
+                host: m.host.trim().to_string(),
+                backend: m.backend.trim().to_string(),
+            })
+            .collect(),
+    };
+    let connected = tokio::time::timeout(CONNECT_DEADLINE, CriBackend::connect(forward, channel))
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "{at}: cannot reach crimux at {}: no answer within {CONNECT_DEADLINE:?}",
+                b.address
+            )
+        })?;
+    let e = match connected {
+        Ok(backend) => return Ok(backend),
+        Err(e) => e,
+    };
+    // The forwarding backend's message names the backend already: said once, up front.
+    let message = e.to_string();
+    let detail = message
+        .strip_prefix(&format!("backend {}: ", b.name))
+        .unwrap_or(&message);
+    if e.code() == tonic::Code::Unavailable {
+        let detail = detail
+            .strip_prefix("cannot reach the crimux it forwards to: ")
+            .unwrap_or(detail);
+        return Err(anyhow!(
+            "{at}: cannot reach crimux at {}: {detail}",
+            b.address
+        ));
+    }
+    Err(anyhow!("{at}: crimux at {}: {detail}", b.address))
+}
+
+async fn connect_containerd(
     config: &Config,
     b: &BackendConfig,
     registry: Registry,
@@ -118,17 +201,12 @@ pub(crate) async fn connect(
     let containerd = ContainerdConfig {
         name: b.name.clone(),
         address: b.address.clone(),
-        namespace: b.namespace.clone(),
+        namespace: b.namespace().to_string(),
         role: config.role_of(b),
         os: b.os.clone(),
         arch: b.arch.clone(),
         runtime_handlers: b.runtime_handlers.iter().map(|h| h.name.clone()).collect(),
-        tls: b.tls.as_ref().map(|t| TlsConfig {
-            ca: t.ca.clone(),
-            cert: t.cert.clone(),
-            key: t.key.clone(),
-            server_name: t.server_name.clone(),
-        }),
+        tls: tls_of(b),
         insecure: b.insecure,
         snapshotter: b
             .snapshotter
@@ -194,9 +272,9 @@ fn runtime_options(config: &Config, b: &BackendConfig) -> RuntimeOptions {
         cni_bin_dirs: config.cni.bin_dirs.clone(),
         log_plugin,
         handlers,
-        node_network_ip: match b.pod_network {
-            crate::config::PodNetwork::Host => b.node_ip,
-            crate::config::PodNetwork::Cni => None,
+        node_network_ip: match b.pod_network() {
+            PodNetwork::Host => b.node_ip,
+            PodNetwork::Cni => None,
         },
     }
 }

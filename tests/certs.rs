@@ -96,9 +96,9 @@ fn files_modes_and_refusal_to_overwrite() {
         format!("cert = '{}'", at("client.pem")),
         format!("key = '{}'", at("client-key.pem")),
         "server_name = \"localhost\"".to_string(),
-        "cert=/etc/containerd/tls/server.pem,key=/etc/containerd/tls/server-key.pem,".to_string(),
-        "cafile=/etc/containerd/tls/ca.pem,verify=1".to_string(),
-        "UNIX-CONNECT:/run/containerd/containerd.sock".to_string(),
+        "cert=/etc/crimux/tls/server.pem,key=/etc/crimux/tls/server-key.pem,".to_string(),
+        "cafile=/etc/crimux/tls/ca.pem,verify=1".to_string(),
+        "UNIX-CONNECT:/run/crimux/crimux.sock".to_string(),
     ] {
         assert!(printed.contains(&line), "missing {line:?} in:\n{printed}");
     }

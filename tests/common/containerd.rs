@@ -25,7 +25,7 @@ use tokio_rustls::rustls::ServerConfig;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 
-use self::relay::Relay;
+pub use self::relay::Relay;
 use super::certs::Certs;
 use super::process::{free_port, Daemon};
 

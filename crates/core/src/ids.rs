@@ -38,3 +38,14 @@ id_type!(
     /// A container id (its containerd container id).
     ContainerId
 );
+
+/// Pod annotation by which a client asks for a given sandbox id (64 lowercase hex). Only
+/// another crimux sends it: a Windows crimux forwarding a pod to the Linux crimux in its
+/// WSL2 distro (`kind = "cri"` backends), so both route tables name the pod alike. The
+/// dispatcher honours it (AlreadyExists if taken, InvalidArgument if malformed) and strips
+/// it from the annotations it stores.
+pub const REQUESTED_SANDBOX_ID: &str = "crimux.io/requested-sandbox-id";
+
+/// Container annotation by which a client asks for a given container id, as
+/// [`REQUESTED_SANDBOX_ID`] does for sandboxes.
+pub const REQUESTED_CONTAINER_ID: &str = "crimux.io/requested-container-id";

@@ -20,7 +20,7 @@ pub use backend::{
     StatusBackend,
 };
 pub use error::{Error, OsNotSupported, Result};
-pub use ids::{ContainerId, PodSandboxId};
+pub use ids::{ContainerId, PodSandboxId, REQUESTED_CONTAINER_ID, REQUESTED_SANDBOX_ID};
 pub use image::{Credentials, FsUsage, Image, ImageId, PullImage};
 pub use platform::{OsKind, Platform};
 pub use streaming::{

@@ -10,6 +10,7 @@
 //! It decides nothing: routing lives in `crimux-dispatch`, behaviour in the backends.
 
 pub mod convert;
+pub mod forward;
 mod image_service;
 mod runtime_service;
 

@@ -5,6 +5,9 @@
 //! it) against the sandbox's backend. A mismatch another backend could run is the
 //! composite round trip: the pod is hinted to that OS, its sandbox stopped so kubelet sees
 //! it NOTREADY and makes a new one, which placement then puts on the right backend.
+//!
+//! As for sandboxes, [`crimux_core::REQUESTED_CONTAINER_ID`] asks for the container's id
+//! (checked, honoured and stripped before the backend sees the config).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,11 +17,14 @@ use crimux_core::sandbox::SandboxConfig;
 use crimux_core::status::{
     ContainerState, ContainerStats, ContainerStatus, ContainerSummary, ExecSyncOutput,
 };
-use crimux_core::{Backend, ContainerId, Error, ImageId, OsNotSupported, PodSandboxId, Result};
+use crimux_core::{
+    Backend, ContainerId, Error, ImageId, OsNotSupported, PodSandboxId, Result,
+    REQUESTED_CONTAINER_ID, REQUESTED_SANDBOX_ID,
+};
 
 use crate::dispatcher::Dispatcher;
 use crate::routes::SandboxRoute;
-use crate::sandboxes::{new_id, now_ns};
+use crate::sandboxes::{check_free, new_id, now_ns, requested_id, without};
 
 impl Dispatcher {
     /// Creates a container in a routed sandbox; unknown sandbox → NotFound.
@@ -29,16 +35,40 @@ impl Dispatcher {
         config: &ContainerConfig,
         sandbox_config: &SandboxConfig,
     ) -> Result<ContainerId> {
+        let requested = requested_id(&config.annotations, REQUESTED_CONTAINER_ID)?;
+        let config = without(
+            config,
+            |c| &mut c.annotations,
+            REQUESTED_CONTAINER_ID,
+            requested.is_some(),
+        );
+        let config = config.as_ref();
+        // The pod's config comes along too; a forwarded one may still carry its own request.
+        let sandbox_config = without(
+            sandbox_config,
+            |c| &mut c.annotations,
+            REQUESTED_SANDBOX_ID,
+            sandbox_config
+                .annotations
+                .contains_key(REQUESTED_SANDBOX_ID),
+        );
+        let sandbox_config = sandbox_config.as_ref();
         let (sandbox_id, route, backend) = self.sandbox_route(sandbox)?;
         self.check_image_os(&sandbox_id, &route, &backend, config)
             .await?;
         let id = {
             let mut routes = self.routes();
-            let id = loop {
-                let id = ContainerId(new_id());
-                if !routes.table.containers.contains_key(&id) {
-                    break id;
+            let id = match requested {
+                Some(id) => {
+                    check_free(&routes, &id, REQUESTED_CONTAINER_ID)?;
+                    ContainerId(id)
                 }
+                None => loop {
+                    let id = ContainerId(new_id());
+                    if !routes.table.containers.contains_key(&id) {
+                        break id;
+                    }
+                },
             };
             // As for sandboxes: listed with this record should the backend become
             // unreachable before its next list.

@@ -611,6 +611,7 @@ fn status_merges() {
     let report = |name: &str, role, status| BackendReport {
         name: name.into(),
         role,
+        platform: crimux_core::Platform::host(),
         status,
     };
     use BackendRole::{Delegate, Primary};
@@ -743,3 +744,6 @@ async fn node_status_asks_every_backend() {
     assert_eq!(s.network_message, "backend wsl: no CNI config");
     assert_eq!(s.backends.len(), 2);
 }
+
+#[path = "requested_id_tests.rs"]
+mod requested_id;

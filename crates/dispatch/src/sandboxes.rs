@@ -4,15 +4,24 @@
 //! RunPodSandbox writes the route before asking the backend, so a crimux killed mid-create
 //! still knows where to look (and reconciling drops the route if the backend never made
 //! the sandbox). A failed create drops the route again.
+//!
+//! The id is the dispatcher's own, unless the pod asks for one with
+//! [`crimux_core::REQUESTED_SANDBOX_ID`]: another crimux forwarding to this one (a Windows
+//! crimux and the Linux crimux in its WSL2 distro) sends its own id, so both route tables
+//! name the pod alike. The annotation is checked, honoured and stripped here, so neither
+//! the backend nor any status ever sees it.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use futures::future::join_all;
 
 use crimux_core::status::{
     ContainerStatus, ContainerSummary, SandboxState, SandboxStats, SandboxStatus, SandboxSummary,
 };
-use crimux_core::{Error, PodSandboxId, Result};
+use crimux_core::{ContainerId, Error, PodSandboxId, Result, REQUESTED_SANDBOX_ID};
 
-use crate::dispatcher::Dispatcher;
+use crate::dispatcher::{Dispatcher, RouteState};
 use crate::routes::SandboxRoute;
 use crate::routing::PodPlacement;
 
@@ -33,6 +42,63 @@ pub fn new_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The id asked for by the annotation `key`, if present: 64 lowercase hex characters,
+/// else InvalidArgument naming the annotation.
+pub(crate) fn requested_id(
+    annotations: &BTreeMap<String, String>,
+    key: &str,
+) -> Result<Option<String>> {
+    let Some(value) = annotations.get(key) else {
+        return Ok(None);
+    };
+    let valid = value.len() == 64
+        && value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !valid {
+        return Err(Error::InvalidArgument(format!(
+            "annotation {key}: {value:?} is not an id (64 lowercase hex characters)"
+        )));
+    }
+    Ok(Some(value.clone()))
+}
+
+/// `config` with the annotation `key` removed when it is `present`; borrowed, not cloned,
+/// when it is not (the usual case).
+pub(crate) fn without<'a, T: Clone>(
+    config: &'a T,
+    annotations: impl Fn(&mut T) -> &mut BTreeMap<String, String>,
+    key: &str,
+    present: bool,
+) -> Cow<'a, T> {
+    if !present {
+        return Cow::Borrowed(config);
+    }
+    let mut owned = config.clone();
+    annotations(&mut owned).remove(key);
+    Cow::Owned(owned)
+}
+
+/// AlreadyExists when `id` names a routed or pending sandbox or container (both are
+/// containerd containers in one namespace, so they share the id space).
+pub(crate) fn check_free(routes: &RouteState, id: &str, key: &str) -> Result<()> {
+    let taken = routes.pending.contains(id)
+        || routes
+            .table
+            .sandboxes
+            .contains_key(&PodSandboxId(id.to_string()))
+        || routes
+            .table
+            .containers
+            .contains_key(&ContainerId(id.to_string()));
+    if taken {
+        return Err(Error::AlreadyExists(format!(
+            "annotation {key}: id {id} is already in use"
+        )));
+    }
+    Ok(())
+}
+
 /// Unix nanoseconds now.
 pub(crate) fn now_ns() -> i64 {
     std::time::SystemTime::now()
@@ -50,6 +116,14 @@ impl Dispatcher {
         &self,
         config: &crimux_core::sandbox::SandboxConfig,
     ) -> Result<PodSandboxId> {
+        let requested = requested_id(&config.annotations, REQUESTED_SANDBOX_ID)?;
+        let config = without(
+            config,
+            |c| &mut c.annotations,
+            REQUESTED_SANDBOX_ID,
+            requested.is_some(),
+        );
+        let config = config.as_ref();
         let meta = &config.metadata;
         let pod_name = meta.pod_name();
         let (backend, _) = self.place_pod(&PodPlacement {
@@ -67,11 +141,17 @@ impl Dispatcher {
                     meta.uid, meta.attempt
                 )));
             }
-            let id = loop {
-                let id = PodSandboxId(new_id());
-                if !routes.table.sandboxes.contains_key(&id) {
-                    break id;
+            let id = match requested {
+                Some(id) => {
+                    check_free(&routes, &id, REQUESTED_SANDBOX_ID)?;
+                    PodSandboxId(id)
                 }
+                None => loop {
+                    let id = PodSandboxId(new_id());
+                    if !routes.table.sandboxes.contains_key(&id) {
+                        break id;
+                    }
+                },
             };
             // The record says what the pod will be once the backend answers: should the
             // backend become unreachable before its next list, the pod is still listed.

@@ -40,6 +40,9 @@ pub struct NodeCondition {
 pub struct BackendReport {
     pub name: String,
     pub role: BackendRole,
+    /// The platform it runs (reported in verbose Status, which is how a forwarding
+    /// `kind = "cri"` backend learns the platform of the crimux it forwards to).
+    pub platform: crimux_core::Platform,
     /// The status, or why it could not be had.
     pub status: Result<BackendStatus, String>,
 }
@@ -146,6 +149,7 @@ impl Dispatcher {
             .map(|((_, b), status)| BackendReport {
                 name: b.info().name.clone(),
                 role: b.info().role,
+                platform: b.info().platform.clone(),
                 status: status.map_err(|e| e.to_string()),
             })
             .collect();

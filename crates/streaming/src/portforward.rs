@@ -3,14 +3,15 @@
 //! Each forwarded connection is a pair of client streams carrying the same `requestID`
 //! header: an `error` stream and a `data` stream, both naming the `port`. Once both are
 //! open the backend connects to the port inside the pod and bytes are copied both ways. A
-//! failure (connection refused...) is written on that request's error stream and the
-//! session goes on; requests run concurrently. Pairs left incomplete are dropped after the
+//! failure (connection refused, or the pod's connection failing mid-copy, which is how a
+//! relayed refusal arrives) is written on that request's error stream and the session
+//! goes on; requests run concurrently. Pairs left incomplete are dropped after the
 //! stream creation timeout.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::task::JoinSet;
 
 use crimux_core::{PodSandboxId, StreamingBackend};
@@ -156,65 +157,107 @@ async fn forward(
         .get(PORT_HEADER)
         .and_then(|p| p.parse::<u16>().ok())
         .unwrap_or_default();
-    match backend.port_forward(&sandbox, port).await {
+    let (failure, mut to_client) = match backend.port_forward(&sandbox, port).await {
         Ok(target) => {
-            if let Err(e) = copy_both_ways(data, target).await {
-                tracing::debug!(sandbox = %sandbox, port, error = %e, "streaming: port-forward copy ended");
-            }
+            let (result, to_client) = copy_both_ways(data, target).await;
+            let failure = match result {
+                Ok(()) => None,
+                Err(Broken::Client(e)) => {
+                    tracing::debug!(sandbox = %sandbox, port, error = %e, "streaming: port-forward client side failed");
+                    None
+                }
+                // The pod's connection broke (or, relayed, the inner crimux reported a
+                // failure): the client learns it on the error stream, as for a refusal.
+                Err(Broken::Pod(e)) => Some(e.to_string()),
+            };
+            (failure, to_client)
         }
-        Err(e) => {
-            let msg = format!("error forwarding port {port} to pod {sandbox}: {e}");
-            tracing::info!(sandbox = %sandbox, port, error = %e, "streaming: port-forward failed");
-            let _ = error.write_all(msg.as_bytes()).await;
-            let mut data = data;
-            let _ = data.shutdown().await;
-        }
+        Err(e) => (Some(e.to_string()), tokio::io::split(data).1),
+    };
+    // The failure goes out before the data stream ends (one ordered connection), so a
+    // client that sees the data end already has the reason.
+    if let Some(e) = failure {
+        let msg = format!("error forwarding port {port} to pod {sandbox}: {e}");
+        tracing::info!(sandbox = %sandbox, port, error = %e, "streaming: port-forward failed");
+        let _ = error.write_all(msg.as_bytes()).await;
     }
+    let _ = to_client.shutdown().await;
     let _ = error.shutdown().await;
+}
+
+/// Which side of a forwarded connection failed.
+#[derive(Debug)]
+enum Broken {
+    /// Reading from or writing to the client's data stream.
+    Client(std::io::Error),
+    /// Reading from or writing to the backend's connection into the pod.
+    Pod(std::io::Error),
 }
 
 /// Copies both ways (bounded buffers, half-close passed on). Once one direction ends the
 /// other gets [`LINGER`] to finish, as containerd does: a client that keeps its side open
-/// after the pod closed the connection still sees the request end.
-async fn copy_both_ways<T>(data: Stream, target: T) -> std::io::Result<()>
+/// after the pod closed the connection still sees the request end. A failure on either
+/// side ends both directions at once; the client's data stream is then left open for the
+/// caller to report the failure first. Returns the client's writing half.
+async fn copy_both_ways<T>(data: Stream, target: T) -> (Result<(), Broken>, WriteHalf<Stream>)
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut from_client, mut to_client) = tokio::io::split(data);
     let (mut from_pod, mut to_pod) = tokio::io::split(target);
-    let up = async {
-        let r = copy(&mut from_client, &mut to_pod).await;
-        let _ = to_pod.shutdown().await;
-        r
+    let result = {
+        let up = async {
+            let r = copy(&mut from_client, &mut to_pod, Broken::Client, Broken::Pod).await;
+            let _ = to_pod.shutdown().await;
+            r
+        };
+        let down = async {
+            let r = copy(&mut from_pod, &mut to_client, Broken::Pod, Broken::Client).await;
+            if r.is_ok() {
+                let _ = to_client.shutdown().await;
+            }
+            r
+        };
+        tokio::pin!(up, down);
+        tokio::select! {
+            r = &mut up => match r {
+                Ok(()) => linger(down).await,
+                Err(e) => Err(e),
+            },
+            r = &mut down => match r {
+                Ok(()) => linger(up).await,
+                Err(e) => Err(e),
+            },
+        }
     };
-    let down = async {
-        let r = copy(&mut from_pod, &mut to_client).await;
-        let _ = to_client.shutdown().await;
-        r
-    };
-    tokio::pin!(up, down);
-    let (first, second) = tokio::select! {
-        r = &mut up => (r, tokio::time::timeout(LINGER, &mut down).await),
-        r = &mut down => (r, tokio::time::timeout(LINGER, &mut up).await),
-    };
-    first?;
-    match second {
-        Ok(r) => r,
-        Err(_) => Ok(()),
-    }
+    (result, to_client)
 }
 
-async fn copy<R, W>(from: &mut R, to: &mut W) -> std::io::Result<()>
+/// Lets the other direction finish for at most [`LINGER`].
+async fn linger<F>(rest: std::pin::Pin<&mut F>) -> Result<(), Broken>
+where
+    F: std::future::Future<Output = Result<(), Broken>>,
+{
+    tokio::time::timeout(LINGER, rest).await.unwrap_or(Ok(()))
+}
+
+/// Copies until `from` ends, then flushes; errors tagged by the side they came from.
+async fn copy<R, W>(
+    from: &mut R,
+    to: &mut W,
+    read_side: fn(std::io::Error) -> Broken,
+    write_side: fn(std::io::Error) -> Broken,
+) -> Result<(), Broken>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut buf = vec![0u8; COPY_BUFFER];
     loop {
-        let n = from.read(&mut buf).await?;
+        let n = from.read(&mut buf).await.map_err(read_side)?;
         if n == 0 {
-            return to.flush().await;
+            return to.flush().await.map_err(write_side);
         }
-        to.write_all(&buf[..n]).await?;
+        to.write_all(&buf[..n]).await.map_err(write_side)?;
     }
 }

@@ -108,3 +108,23 @@ async fn a_pod_side_close_ends_the_request_while_the_client_keeps_its_side_open(
     assert_eq!(c.text(3), "port 7: GET /");
     assert_eq!(c.text(1), "");
 }
+
+#[tokio::test]
+async fn a_pod_connection_failing_mid_session_is_reported_on_the_error_stream() {
+    let (server, _) = server().await;
+    let url = server.port_forward_url(&"p1".into(), vec![13]).unwrap();
+    let (_, mut c) = SpdyClient::connect(&url, &[PF]).await;
+    open_pair(&mut c, 1, "13", "0").await;
+    c.until(|c| c.fin.contains(&1) && c.fin.contains(&3)).await;
+    assert_eq!(c.text(3), "partial");
+    assert!(
+        c.text(1).contains("error forwarding port 13 to pod p1")
+            && c.text(1).contains("pod connection reset"),
+        "{}",
+        c.text(1)
+    );
+    // The session goes on.
+    open_pair(&mut c, 5, "80", "1").await;
+    c.data(7, b"still", false).await;
+    c.until(|c| c.text(7) == "port 80: still").await;
+}

@@ -13,12 +13,14 @@
 //! are ignored.
 
 mod container;
+mod from_proto;
 mod image;
 mod sandbox;
 mod stats;
 mod status;
 
 pub use container::*;
+pub use from_proto::*;
 pub use image::*;
 pub use sandbox::*;
 pub use stats::*;

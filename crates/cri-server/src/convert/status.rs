@@ -81,7 +81,9 @@ pub fn runtime_conditions(s: &NodeStatus) -> Vec<v1::RuntimeCondition> {
     conditions
 }
 
-/// Each backend's own answer as JSON, for verbose Status.
+/// Each backend's own answer as JSON, for verbose Status. `platform` (`os/arch[/variant]`)
+/// is how a forwarding backend learns what the crimux it forwards to runs
+/// (`platform_from_status_info`).
 pub fn backend_statuses_json(s: &NodeStatus) -> serde_json::Value {
     s.backends
         .iter()
@@ -89,6 +91,7 @@ pub fn backend_statuses_json(s: &NodeStatus) -> serde_json::Value {
             Ok(st) => serde_json::json!({
                 "name": b.name,
                 "role": b.role.to_string(),
+                "platform": b.platform.to_string(),
                 "runtimeReady": st.runtime_ready,
                 "runtimeReason": st.runtime_reason,
                 "networkReady": st.network_ready,
@@ -98,6 +101,7 @@ pub fn backend_statuses_json(s: &NodeStatus) -> serde_json::Value {
             Err(e) => serde_json::json!({
                 "name": b.name,
                 "role": b.role.to_string(),
+                "platform": b.platform.to_string(),
                 "error": e,
             }),
         })
@@ -214,6 +218,7 @@ mod tests {
             backends: vec![BackendReport {
                 name: "a".into(),
                 role: crimux_core::BackendRole::Primary,
+                platform: crimux_core::Platform::host(),
                 status: Err("down".into()),
             }],
         };
@@ -225,7 +230,12 @@ mod tests {
             (c[2].r#type.as_str(), c[2].status),
             ("BackendReachable/a", false)
         );
-        assert_eq!(backend_statuses_json(&node)[0]["error"], "down");
+        let json = backend_statuses_json(&node);
+        assert_eq!(json[0]["error"], "down");
+        assert_eq!(
+            json[0]["platform"],
+            crimux_core::Platform::host().to_string()
+        );
         for (kind, want) in [
             (
                 ContainerEventKind::Created,

@@ -8,11 +8,15 @@
 //! - [`exec_websocket`] / [`attach_websocket`]: the same over WebSocket with
 //!   `v5.channel.k8s.io` / `v4.channel.k8s.io`.
 //! - [`port_forward`]: `portforward.k8s.io`, one [`Forwarded`] duplex stream per request.
+//! - [`relay_exec`] / [`relay_attach`] / [`relay_port_forward`]: a session of another
+//!   crimux's streaming server pumped through a `StreamIo` (the `kind = "cri"` backend).
 //!
 //! Only `http://` URLs: TLS is not spoken here.
 
 mod http;
 mod portforward;
+mod relay;
+mod relay_forward;
 mod remotecommand;
 mod session;
 pub mod spdy;
@@ -21,6 +25,7 @@ mod websocket;
 use crimux_core::Error;
 
 pub use self::portforward::{port_forward, Forwarded, PortForward, PORT_FORWARD_PROTOCOL};
+pub use self::relay::{relay_attach, relay_exec, relay_port_forward};
 pub use self::remotecommand::{attach, exec, ExecOptions, STREAM_TYPE};
 pub use self::session::{decode_status, Output, Session};
 pub use self::spdy::{Config as SpdyConfig, Incoming};

@@ -65,6 +65,18 @@ pub async fn port_forward(url: &str, config: spdy::Config) -> Result<PortForward
 impl PortForward {
     /// Opens a forwarded connection to `port` inside the pod.
     pub async fn open(&self, port: u16) -> Result<Forwarded, Error> {
+        let (io, request_id, mut error_in) = self.open_raw(port).await?;
+        let error = tokio::spawn(async move { error_in.read_to_end().await });
+        Ok(Forwarded {
+            io,
+            request_id,
+            error,
+        })
+    }
+
+    /// Opens a forwarded connection and hands back its error stream unread (the relay
+    /// polls it next to the data, see `relay_forward`).
+    pub(crate) async fn open_raw(&self, port: u16) -> Result<(DuplexStream, u32, Incoming), Error> {
         let request_id = self.next_request.fetch_add(1, Ordering::SeqCst);
         let headers = |kind: &str| {
             let mut h = Headers::new();
@@ -75,24 +87,12 @@ impl PortForward {
         };
         let mut error = self.conn.open(headers("error")).await?;
         error.writer.close().await?;
-        let mut error_in = error.incoming;
-        let error = tokio::spawn(async move { error_in.read_to_end().await });
-        let data = match self.conn.open(headers("data")).await {
-            Ok(data) => data,
-            Err(e) => {
-                error.abort();
-                return Err(e);
-            }
-        };
+        let data = self.conn.open(headers("data")).await?;
         let (mine, theirs) = tokio::io::duplex(PIPE);
         let (read, write) = tokio::io::split(mine);
         tokio::spawn(pump_up(read, data.writer));
         tokio::spawn(pump_down(data.incoming, write));
-        Ok(Forwarded {
-            io: theirs,
-            request_id,
-            error,
-        })
+        Ok((theirs, request_id, error.incoming))
     }
 
     /// Sends GOAWAY and closes the connection once queued frames are out.

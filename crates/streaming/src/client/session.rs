@@ -18,14 +18,14 @@ pub(crate) enum Sink {
 }
 
 impl Sink {
-    async fn write(&mut self, data: &[u8]) -> Result<(), Error> {
+    pub(crate) async fn write(&mut self, data: &[u8]) -> Result<(), Error> {
         match self {
             Sink::Spdy(w) => w.write(data).await,
             Sink::Ws(w) => w.write(data).await,
         }
     }
 
-    async fn close(&mut self) -> Result<(), Error> {
+    pub(crate) async fn close(&mut self) -> Result<(), Error> {
         match self {
             Sink::Spdy(w) => w.close().await,
             Sink::Ws(w) => w.close().await,
@@ -111,9 +111,17 @@ impl Session {
                 "no resize stream (not a tty session, or protocol older than v3)".into(),
             ));
         };
-        let mut json = serde_json::json!({ "Width": width, "Height": height }).to_string();
-        json.push('\n');
-        sink.write(json.as_bytes()).await
+        sink.write(&resize_message(width, height)).await
+    }
+
+    /// Takes the stdin sink out of the session, to write it from another future.
+    pub(crate) fn take_stdin(&mut self) -> Option<Sink> {
+        self.stdin.take()
+    }
+
+    /// Takes the resize sink out of the session (see [`resize_message`]).
+    pub(crate) fn take_resize(&mut self) -> Option<Sink> {
+        self.resize.take()
     }
 
     /// The next stdout chunk; `Ok(None)` at its end (or when stdout was not requested).
@@ -181,6 +189,14 @@ impl Session {
         }
         code
     }
+}
+
+/// One terminal size as client-go encodes it on the resize stream: a JSON object and a
+/// newline.
+pub(crate) fn resize_message(width: u16, height: u16) -> Vec<u8> {
+    let mut json = serde_json::json!({ "Width": width, "Height": height }).to_string();
+    json.push('\n');
+    json.into_bytes()
 }
 
 /// `metav1.Status`, the fields the exit code is read from.

@@ -253,6 +253,15 @@ impl Incoming {
         }
     }
 
+    /// Polls for the next chunk, for a reader inside a `poll_*` function. Sends no
+    /// WINDOW_UPDATE: only for connections without [`Config::window_updates`].
+    pub(crate) fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Bytes, Error>>> {
+        self.rx.poll_recv(cx)
+    }
+
     /// Everything until end of stream.
     pub async fn read_to_end(&mut self) -> Result<Vec<u8>, Error> {
         let mut all = Vec::new();

@@ -133,12 +133,16 @@ impl StreamingBackend for Fake {
     }
 
     /// Port 9 refuses; any other port answers each read with `port <n>: <bytes>`; port 7
-    /// answers once, then closes (an HTTP/1.0 server).
+    /// answers once, then closes (an HTTP/1.0 server); port 13 sends `partial` and then
+    /// fails (a pod connection reset mid-session).
     async fn port_forward(&self, _id: &PodSandboxId, port: u16) -> Result<DuplexStream> {
         if port == 9 {
             return Err(Error::Unavailable(
                 "connect to 127.0.0.1:9: connection refused".into(),
             ));
+        }
+        if port == 13 {
+            return Ok(Box::pin(Breaking { sent: false }));
         }
         let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
         tokio::spawn(async move {
@@ -372,5 +376,52 @@ impl SpdyClient {
     pub fn text(&self, id: u32) -> String {
         String::from_utf8_lossy(self.data.get(&id).map(Vec::as_slice).unwrap_or_default())
             .into_owned()
+    }
+}
+
+/// A pod connection that delivers `partial` and then fails on read; writes are accepted.
+struct Breaking {
+    sent: bool,
+}
+
+impl tokio::io::AsyncRead for Breaking {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.sent {
+            return std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "pod connection reset",
+            )));
+        }
+        self.sent = true;
+        buf.put_slice(b"partial");
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncWrite for Breaking {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
     }
 }
