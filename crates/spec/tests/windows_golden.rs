@@ -19,7 +19,17 @@ fn check(name: &str, spec: &oci_spec::runtime::Spec) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden/windows")
         .join(format!("{name}.json"));
-    let got = serde_json::to_string_pretty(&canonical(spec)).unwrap() + "\n";
+    // What containerd stores: `spec_to_json`, which writes a credential spec as a string.
+    let mut value = canonical(spec);
+    let wire: serde_json::Value =
+        serde_json::from_slice(&windows::spec_to_json(spec).unwrap()).unwrap();
+    if let (Some(cs), Some(slot)) = (
+        wire.pointer("/windows/credentialSpec"),
+        value.pointer_mut("/windows/credentialSpec"),
+    ) {
+        *slot = cs.clone();
+    }
+    let got = serde_json::to_string_pretty(&value).unwrap() + "\n";
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &got).unwrap();
@@ -314,13 +324,60 @@ fn host_process_must_match_the_pod() {
     assert!(windows::container_spec(&container_input(&cfg, &sb, &image, &[], Some(NS))).is_err());
 }
 
+/// A gMSA credential spec as kubelet's webhook inlines it.
+const GMSA: &str = r#"{"CmsPlugins":["ActiveDirectory"],"DomainJoinConfig":{"Sid":"S-1-5-21-702590844-1001920913-2680819671","MachineAccountName":"webapp01","Guid":"56d9b35c-e5b4-4c42-a9a1-d4fbb1a4d5e3","DnsTreeName":"contoso.com","DnsName":"contoso.com","NetBiosName":"CONTOSO"},"ActiveDirectoryConfig":{"GroupManagedServiceAccounts":[{"Name":"webapp01","Scope":"contoso.com"},{"Name":"webapp01","Scope":"CONTOSO"}]}}"#;
+
 #[test]
-fn credential_specs_are_refused_not_dropped() {
+fn golden_windows_container_gmsa() {
+    let mut cfg = container_config();
+    cfg.windows.as_mut().unwrap().credential_spec = GMSA.into();
+    cfg.mounts.clear();
+    let (sb, image, l) = (
+        sandbox_config(windows::HANDLER_PROCESS),
+        app_image(),
+        layers("wc1"),
+    );
+    let spec = windows::container_spec(&container_input(&cfg, &sb, &image, &l, Some(NS))).unwrap();
+    check("container_gmsa", &spec);
+    // What containerd stores reads back as the same spec.
+    let bytes = windows::spec_to_json(&spec).unwrap();
+    assert_eq!(windows::spec_from_json(&bytes).unwrap(), spec);
+}
+
+#[test]
+fn golden_windows_sandbox_gmsa() {
     let mut sb = sandbox_config(windows::HANDLER_PROCESS);
-    sb.windows.as_mut().unwrap().credential_spec = r#"{"CmsPlugins":["ActiveDirectory"]}"#.into();
+    sb.windows.as_mut().unwrap().credential_spec = GMSA.into();
+    let (image, l) = (pause_image(), layers("ws1"));
+    check(
+        "sandbox_gmsa",
+        &windows::sandbox_spec(&sandbox_input(&sb, &image, &l, Some(NS))).unwrap(),
+    );
+}
+
+#[test]
+fn invalid_credential_specs_are_refused() {
     let image = pause_image();
-    let err = windows::sandbox_spec(&sandbox_input(&sb, &image, &[], Some(NS))).unwrap_err();
-    assert!(matches!(err, crimux_core::Error::Unimplemented(_)), "{err}");
+    for bad in ["{not json", r#"["ActiveDirectory"]"#, "gmsa-webapp01"] {
+        let mut sb = sandbox_config(windows::HANDLER_PROCESS);
+        sb.windows.as_mut().unwrap().credential_spec = bad.into();
+        let err = windows::sandbox_spec(&sandbox_input(&sb, &image, &[], Some(NS))).unwrap_err();
+        assert!(
+            matches!(err, crimux_core::Error::InvalidArgument(_)),
+            "{bad}: {err}"
+        );
+
+        let sb = sandbox_config(windows::HANDLER_PROCESS);
+        let mut cfg = container_config();
+        cfg.windows.as_mut().unwrap().credential_spec = bad.into();
+        let app = app_image();
+        let err =
+            windows::container_spec(&container_input(&cfg, &sb, &app, &[], Some(NS))).unwrap_err();
+        assert!(
+            matches!(err, crimux_core::Error::InvalidArgument(_)),
+            "{bad}: {err}"
+        );
+    }
 }
 
 #[test]

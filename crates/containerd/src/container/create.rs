@@ -9,7 +9,7 @@ use crimux_core::sandbox::{NamespaceMode, SandboxConfig};
 use crimux_core::status::{ContainerEventKind, ResolvedUser};
 use crimux_core::{ContainerId, Error, PodSandboxId, Result};
 use crimux_spec::linux::{container_spec, ContainerSpecInput, PodFiles};
-use crimux_spec::windows::{Isolation, WindowsContainerSpecInput};
+use crimux_spec::windows::WindowsContainerSpecInput;
 
 use super::record::{container_dir, list_records, ContainerRecord};
 use super::{events, rootfs};
@@ -197,7 +197,12 @@ impl New<'_> {
             .handlers
             .iter()
             .find(|h| h.name == self.sandbox_config.runtime_handler)
-            .filter(|h| h.runtime_type == self.sandbox.runtime_type)
+            .filter(|h| {
+                // On Windows the pod's runtime type is the handler's as `runtime_type` maps it.
+                h.runtime_type == self.sandbox.runtime_type
+                    || (windows::is_windows(inner)
+                        && windows::runtime_type(h) == self.sandbox.runtime_type)
+            })
             .map(|h| h.options_json.clone())
             .unwrap_or_default()
     }
@@ -207,7 +212,11 @@ impl New<'_> {
 /// folders go into a Windows spec joining the pod's HCN namespace.
 async fn create_windows_object(inner: &Inner, new: &New<'_>) -> Result<()> {
     let id = new.id;
-    let snapshot = object::prepare(inner, id.as_str(), &new.image.chain_id).await?;
+    let options = new.runtime_options(inner);
+    let isolation = windows::isolation(&new.sandbox_config.runtime_handler, &options)?;
+    let labels = windows::snapshot_labels(new.config)?;
+    let snapshot =
+        object::prepare_labelled(inner, id.as_str(), &new.image.chain_id, labels).await?;
     let made = async {
         let layers = windows::layer_folders(&snapshot.mounts)?;
         let ns = new
@@ -224,7 +233,7 @@ async fn create_windows_object(inner: &Inner, new: &New<'_>) -> Result<()> {
             image_name: &new.image.name,
             network_namespace: ns.as_deref(),
             layer_folders: &layers,
-            isolation: Isolation::for_handler(&new.sandbox_config.runtime_handler),
+            isolation,
         })?;
         let record = new.record(ResolvedUser::default());
         object::create_prepared(
@@ -235,7 +244,7 @@ async fn create_windows_object(inner: &Inner, new: &New<'_>) -> Result<()> {
                 chain_id: &new.image.chain_id,
                 spec: &spec,
                 runtime_type: &new.sandbox.runtime_type,
-                runtime_options_json: &new.runtime_options(inner),
+                runtime_options_json: &options,
                 labels: record.labels(),
                 extension: record.extension()?,
             },

@@ -6,6 +6,7 @@ pub(crate) mod image;
 pub(crate) mod lock;
 pub(crate) mod object;
 pub(crate) mod runc;
+pub(crate) mod runhcs;
 pub(crate) mod task;
 pub(crate) mod task_cache;
 pub(crate) mod windows;

@@ -44,8 +44,9 @@ pub(crate) struct Listed {
 }
 
 fn spec_any(id: &str, spec: &oci_spec::runtime::Spec) -> Result<prost_types::Any> {
-    let value = serde_json::to_vec(spec)
-        .map_err(|e| Error::Internal(format!("encoding the spec of {id}: {e}")))?;
+    // Windows specs carry their gMSA credential spec as a string, which `oci_spec` cannot.
+    let value = crimux_spec::windows::spec_to_json(spec)
+        .map_err(|e| e.context(format!("the spec of {id}")))?;
     Ok(prost_types::Any {
         type_url: SPEC_TYPE_URL.to_string(),
         value,
@@ -95,13 +96,23 @@ impl PreparedSnapshot {
 
 /// Prepares snapshot `key` on top of `parent` (an image's top chain id).
 pub(crate) async fn prepare(inner: &Inner, key: &str, parent: &str) -> Result<PreparedSnapshot> {
+    prepare_labelled(inner, key, parent, HashMap::new()).await
+}
+
+/// [`prepare`] with labels for the snapshotter (the Windows scratch size).
+pub(crate) async fn prepare_labelled(
+    inner: &Inner,
+    key: &str,
+    parent: &str,
+    labels: HashMap<String, String>,
+) -> Result<PreparedSnapshot> {
     let lease = lease::create(&inner.daemon).await?;
     let request = inner.daemon.request(
         PrepareSnapshotRequest {
             snapshotter: inner.snapshotter.clone(),
             key: key.to_string(),
             parent: parent.to_string(),
-            labels: HashMap::new(),
+            labels,
         },
         Some(&lease),
     );
@@ -211,8 +222,8 @@ pub(crate) fn spec_of(c: &Container) -> Result<oci_spec::runtime::Spec> {
         .spec
         .as_ref()
         .ok_or_else(|| Error::Internal(format!("container object {} has no spec", c.id)))?;
-    serde_json::from_slice(&any.value)
-        .map_err(|e| Error::Internal(format!("spec of container object {}: {e}", c.id)))
+    crimux_spec::windows::spec_from_json(&any.value)
+        .map_err(|e| e.context(format!("spec of container object {}", c.id)))
 }
 
 /// A container object's labels and the JSON of one extension. Unknown id: NotFound.

@@ -7,6 +7,10 @@ use serde_json::Value;
 
 /// `type_url` the runc shim decodes its options from.
 pub(crate) const RUNC_OPTIONS_TYPE_URL: &str = "containerd.runc.v1.Options";
+/// Runtime types whose options are runc's (`io.containerd.runc.v2`).
+const RUNC_PREFIX: &str = "io.containerd.runc.";
+/// Runtime types whose options are hcsshim's (`io.containerd.runhcs.v1`).
+const RUNHCS_PREFIX: &str = "io.containerd.runhcs.";
 
 /// `containerd.runc.v1.Options`, written here from its field numbers.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -89,13 +93,17 @@ pub(crate) fn parse(json: &str) -> Result<RuncOptions> {
 }
 
 /// The `Runtime.options` of a container object: `None` without options; runc options
-/// encoded for the shim; options for other runtimes are refused, since crimux cannot
-/// encode them.
+/// (`containerd.runc.v1.Options`) or hcsshim's (`containerd.runhcs.v1.Options`, see
+/// [`super::runhcs`]) encoded for the shim; options for other runtimes are refused, since
+/// crimux cannot encode them.
 pub(crate) fn options_any(runtime_type: &str, json: &str) -> Result<Option<prost_types::Any>> {
     if json.trim().is_empty() || json.trim() == "{}" {
         return Ok(None);
     }
-    if !runtime_type.starts_with("io.containerd.runc.") {
+    if runtime_type.starts_with(RUNHCS_PREFIX) {
+        return super::runhcs::options_any(json).map(Some);
+    }
+    if !runtime_type.starts_with(RUNC_PREFIX) {
         return Err(Error::InvalidArgument(format!(
             "runtime options for {runtime_type} are not supported"
         )));
@@ -132,12 +140,29 @@ mod tests {
     }
 
     #[test]
+    fn runhcs_handlers_get_runhcs_options() {
+        let any = options_any(
+            "io.containerd.runhcs.v1",
+            r#"{"SandboxIsolation":"HYPERVISOR"}"#,
+        )
+        .expect("options")
+        .expect("some");
+        assert_eq!(any.type_url, "containerd.runhcs.v1.Options");
+        assert_eq!(any.value, [6 << 3, 1]);
+        assert_eq!(
+            options_any("io.containerd.runhcs.v1", "{}").expect("empty"),
+            None
+        );
+    }
+
+    #[test]
     fn refuses_unknown_or_mistyped_options() {
         for (rt, json) in [
             ("io.containerd.runc.v2", r#"{"Nope":1}"#),
             ("io.containerd.runc.v2", r#"{"SystemdCgroup":"yes"}"#),
             ("io.containerd.runc.v2", "[1]"),
-            ("io.containerd.runhcs.v1", r#"{"Debug":true}"#),
+            ("io.containerd.runhcs.v1", r#"{"SystemdCgroup":true}"#),
+            ("io.containerd.kata.v2", r#"{"Debug":true}"#),
         ] {
             let err = options_any(rt, json).expect_err(json);
             assert_eq!(err.code(), tonic::Code::InvalidArgument, "{json}");

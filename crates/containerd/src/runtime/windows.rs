@@ -7,12 +7,15 @@
 //! Windows specs, and fails cleanly at the first step only Windows can do (creating the
 //! HCN namespace) rather than running a Linux pause with a Windows spec.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use containerd_client::types::Mount;
 use crimux_cni::{AttachRequest, NetnsKind};
+use crimux_core::container::ContainerConfig;
 use crimux_core::sandbox::SandboxConfig;
 use crimux_core::{Error, PodSandboxId, Result};
+use crimux_spec::windows::Isolation;
 
 use crate::backend::Inner;
 use crate::{RuntimeHandler, DEFAULT_RUNTIME_TYPE};
@@ -21,6 +24,10 @@ use crate::{RuntimeHandler, DEFAULT_RUNTIME_TYPE};
 pub(crate) const WINDOWS_LAYER_MOUNT: &str = "windows-layer";
 /// The option of a `windows-layer` mount listing the parent layers, as JSON.
 const PARENT_LAYER_PATHS: &str = "parentLayerPaths=";
+/// The label on a container's writable snapshot that sizes its scratch disk, in bytes
+/// (containerd's Windows snapshotter reads it on Prepare; the CRI's
+/// `rootfs_size_in_bytes`).
+pub(crate) const ROOTFS_SIZE_LABEL: &str = "containerd.io/snapshot/windows/rootfs.sizebytes";
 
 /// Whether this backend runs Windows containers.
 pub(crate) fn is_windows(inner: &Inner) -> bool {
@@ -35,6 +42,50 @@ pub(crate) fn runtime_type(handler: &RuntimeHandler) -> String {
         crimux_spec::windows::RUNTIME_TYPE.to_string()
     } else {
         handler.runtime_type.clone()
+    }
+}
+
+/// The isolation of a Windows pod and its containers: Hyper-V when the RuntimeClass
+/// handler's name says so (`runhcs-wcow-hypervisor`) or when the handler's runhcs options
+/// say `SandboxIsolation = HYPERVISOR`, process isolation otherwise. hcsshim refuses a
+/// Hyper-V spec when the options are set but say PROCESS, so that combination is refused
+/// here with a clearer message (InvalidArgument naming the handler), as are bad options.
+pub(crate) fn isolation(handler: &str, options_json: &str) -> Result<Isolation> {
+    let by_name = Isolation::for_handler(handler);
+    let Some(options) = super::runhcs::parse_optional(options_json)? else {
+        return Ok(by_name);
+    };
+    if options.hypervisor() {
+        return Ok(Isolation::HyperV);
+    }
+    if by_name == Isolation::HyperV && !options.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "runtime handler {handler:?} asks for Hyper-V isolation by its name, but its \
+             options say SandboxIsolation = PROCESS, which hcsshim refuses; set \
+             SandboxIsolation = \"HYPERVISOR\" in its options"
+        )));
+    }
+    Ok(by_name)
+}
+
+/// The labels of a Windows container's writable snapshot: the scratch size when the CRI
+/// asks for one (`rootfs_size_in_bytes`, as containerd's CRI does), none otherwise.
+/// Negative sizes are InvalidArgument.
+pub(crate) fn snapshot_labels(config: &ContainerConfig) -> Result<HashMap<String, String>> {
+    let size = config
+        .windows
+        .as_ref()
+        .and_then(|w| w.resources.as_ref())
+        .map_or(0, |r| r.rootfs_size_in_bytes);
+    match size {
+        0 => Ok(HashMap::new()),
+        n if n < 0 => Err(Error::InvalidArgument(format!(
+            "windows resources: rootfs_size_in_bytes {n} must not be negative"
+        ))),
+        n => Ok(HashMap::from([(
+            ROOTFS_SIZE_LABEL.to_string(),
+            n.to_string(),
+        )])),
     }
 }
 
@@ -157,6 +208,76 @@ mod tests {
             let err = layer_folders(&mounts).expect_err("must fail");
             assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err}");
         }
+    }
+
+    #[test]
+    fn isolation_follows_the_name_or_the_options() {
+        let hyperv = r#"{"SandboxIsolation":"HYPERVISOR"}"#;
+        for (handler, options, want) in [
+            ("runhcs-wcow-process", "", Isolation::Process),
+            ("runhcs-wcow-hypervisor", "", Isolation::HyperV),
+            ("runhcs-wcow-hypervisor", "{}", Isolation::HyperV),
+            ("windows-vm", hyperv, Isolation::HyperV),
+            (
+                "windows-vm",
+                r#"{"SandboxIsolation":1,"VmMemorySizeInMb":2048}"#,
+                Isolation::HyperV,
+            ),
+            ("runhcs-wcow-hypervisor", hyperv, Isolation::HyperV),
+            (
+                "runhcs-wcow-process",
+                r#"{"Debug":true}"#,
+                Isolation::Process,
+            ),
+            // PROCESS alone encodes to empty options, which the shim ignores.
+            (
+                "runhcs-wcow-hypervisor",
+                r#"{"SandboxIsolation":"PROCESS"}"#,
+                Isolation::HyperV,
+            ),
+        ] {
+            assert_eq!(
+                isolation(handler, options).expect(options),
+                want,
+                "{handler} {options}"
+            );
+        }
+        for (handler, options) in [
+            ("runhcs-wcow-hypervisor", r#"{"Debug":true}"#),
+            ("runhcs-wcow-process", r#"{"SandboxIsolation":"VM"}"#),
+            ("runhcs-wcow-process", r#"{"Nope":true}"#),
+        ] {
+            let err = isolation(handler, options).expect_err(options);
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{options}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_rootfs_size_becomes_a_snapshot_label() {
+        use crimux_core::container::{WindowsContainerConfig, WindowsResources};
+        let with_size = |n: i64| ContainerConfig {
+            windows: Some(WindowsContainerConfig {
+                resources: Some(WindowsResources {
+                    rootfs_size_in_bytes: n,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            snapshot_labels(&with_size(50 << 30)).expect("labels"),
+            HashMap::from([(
+                "containerd.io/snapshot/windows/rootfs.sizebytes".to_string(),
+                "53687091200".to_string()
+            )])
+        );
+        assert!(snapshot_labels(&with_size(0)).expect("labels").is_empty());
+        assert!(snapshot_labels(&ContainerConfig::default())
+            .expect("labels")
+            .is_empty());
+        let err = snapshot_labels(&with_size(-1)).expect_err("negative");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crimux_core::sandbox::{SandboxConfig, SandboxMetadata};
 use crimux_core::{Error, PodSandboxId, PullImage, Result};
 use crimux_spec::linux::{sandbox_spec, PodFiles, SandboxSpecInput};
-use crimux_spec::windows::{Isolation, WindowsSandboxSpecInput};
+use crimux_spec::windows::WindowsSandboxSpecInput;
 
 use super::record::{list_sandboxes, SandboxRecord, KIND_LABEL, KIND_SANDBOX};
 use super::undo::Undo;
@@ -255,7 +255,7 @@ async fn create_windows<'a>(
             image_name: &pause.name,
             network_namespace: ns.as_deref(),
             layer_folders: &layers,
-            isolation: Isolation::for_handler(&config.runtime_handler),
+            isolation: windows::isolation(&config.runtime_handler, &handler.options_json)?,
         })?;
         object::create_prepared(
             inner,

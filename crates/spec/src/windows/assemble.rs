@@ -11,6 +11,7 @@ use oci_spec::runtime::{
     WindowsMemoryResources, WindowsNetwork, WindowsResources,
 };
 
+use super::credential::CredentialSpec;
 use super::{annotations, Isolation, CPU_LIMIT_MAX, POD_ANNOTATION_PREFIXES};
 
 pub(super) struct ProcessParts {
@@ -112,6 +113,8 @@ pub(super) struct WindowsParts<'a> {
     pub devices: Vec<WindowsDevice>,
     pub network_namespace: Option<&'a str>,
     pub isolation: Isolation,
+    /// The gMSA credential spec, parsed (see `super::credential`).
+    pub credential_spec: Option<CredentialSpec>,
 }
 
 pub(super) fn windows(p: WindowsParts) -> Windows {
@@ -119,7 +122,7 @@ pub(super) fn windows(p: WindowsParts) -> Windows {
     w.set_layer_folders((!p.layer_folders.is_empty()).then(|| p.layer_folders.to_vec()));
     w.set_devices((!p.devices.is_empty()).then_some(p.devices));
     w.set_resources(p.resources);
-    w.set_credential_spec(None);
+    w.set_credential_spec(p.credential_spec);
     w.set_servicing(None);
     w.set_ignore_flushes_during_boot(None);
     // An empty `hyperv` object is what tells hcsshim to run the pod in a utility VM (its
@@ -149,19 +152,6 @@ pub(super) fn windows_annotations(
         if allowed {
             into.insert(key.clone(), value.clone());
         }
-    }
-}
-
-/// `gMSA` credential specs are a JSON string in hcsshim's spec, which `oci_spec` cannot
-/// hold (it models the field as an object): refused rather than silently dropped, since
-/// the pod would run without its domain identity.
-pub(super) fn refuse_credential_spec(cs: &str) -> Result<()> {
-    if cs.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Unimplemented(
-            "Windows credential specs (gMSA) are not supported by crimux yet".into(),
-        ))
     }
 }
 

@@ -5,6 +5,7 @@ use crimux_core::{Error, Result};
 use oci_spec::runtime::{Mount, Spec, WindowsDevice};
 
 use super::assemble::{self, ProcessParts, WindowsParts};
+use super::credential;
 use super::paths::{self, depth};
 use super::{WindowsContainerSpecInput, DEFAULT_CWD, HOST_PROCESS_CWD};
 use crate::annotations::cri_annotations;
@@ -90,7 +91,7 @@ pub fn container_spec(input: &WindowsContainerSpecInput) -> Result<Spec> {
             "a HostProcess pod must have only HostProcess containers, and other pods none".into(),
         ));
     }
-    assemble::refuse_credential_spec(&win.credential_spec)?;
+    let credential_spec = credential::parse(&win.credential_spec)?;
 
     let cwd = [cfg.working_dir.as_str(), input.image.working_dir.as_str()]
         .into_iter()
@@ -136,6 +137,7 @@ pub fn container_spec(input: &WindowsContainerSpecInput) -> Result<Spec> {
         devices,
         network_namespace,
         isolation: input.isolation,
+        credential_spec,
     });
     let mut ann = cri_annotations(
         input.sandbox_id,

@@ -6,12 +6,15 @@
 //!
 //! The shape differs from Linux: no `root` (hcsshim fills it from the layers), no `linux`
 //! section, and a `windows` section with the layer folders, resources, the pod's HCN
-//! network namespace and, for Hyper-V isolation, `hyperv`. Everything here is pure; the
+//! network namespace, a gMSA credential spec and, for Hyper-V isolation, `hyperv`. Encode
+//! specs with [`spec_to_json`] (hcsshim wants the credential spec as a string). Everything
+//! here is pure; the
 //! caller resolves the layer folders (from the snapshot's mounts), the namespace id (from
 //! HCN) and the image config.
 
 mod assemble;
 mod container;
+mod credential;
 pub mod paths;
 mod sandbox;
 
@@ -21,6 +24,7 @@ use crimux_core::sandbox::{NamespaceMode, SandboxConfig};
 use crate::ImageConfig;
 
 pub use container::container_spec;
+pub use credential::{spec_from_json, spec_to_json};
 pub use paths::join_log_path;
 pub use sandbox::sandbox_spec;
 
@@ -79,9 +83,10 @@ pub enum Isolation {
 }
 
 impl Isolation {
-    /// The isolation a RuntimeClass handler asks for: `runhcs-wcow-hypervisor` and its
-    /// build-pinned variants (`runhcs-wcow-hypervisor-19041`, as hcsshim's tests name
-    /// them) are Hyper-V; every other handler is process isolation.
+    /// The isolation a RuntimeClass handler's name asks for: `runhcs-wcow-hypervisor` and
+    /// its build-pinned variants (`runhcs-wcow-hypervisor-19041`, as hcsshim's tests name
+    /// them) are Hyper-V; every other handler is process isolation (unless its runhcs
+    /// options say `SandboxIsolation = HYPERVISOR`, which the caller decides).
     pub fn for_handler(handler: &str) -> Isolation {
         if handler.starts_with(HANDLER_HYPERVISOR) {
             Isolation::HyperV

@@ -5,6 +5,7 @@ use crimux_core::{Error, Result};
 use oci_spec::runtime::Spec;
 
 use super::assemble::{self, ProcessParts, WindowsParts};
+use super::credential;
 use super::{WindowsSandboxSpecInput, DEFAULT_CWD};
 use crate::annotations::cri_annotations;
 use crate::linux::merge_env;
@@ -16,7 +17,7 @@ use crate::linux::merge_env;
 pub fn sandbox_spec(input: &WindowsSandboxSpecInput) -> Result<Spec> {
     let cfg = input.config;
     let win = cfg.windows.clone().unwrap_or_default();
-    assemble::refuse_credential_spec(&win.credential_spec)?;
+    let credential_spec = credential::parse(&win.credential_spec)?;
 
     let args: Vec<String> = input
         .image
@@ -60,6 +61,7 @@ pub fn sandbox_spec(input: &WindowsSandboxSpecInput) -> Result<Spec> {
         devices: vec![],
         network_namespace,
         isolation: input.isolation,
+        credential_spec,
     });
     let mut ann = cri_annotations(input.id, cfg, None, input.image_name);
     assemble::windows_annotations(&mut ann, cfg, input.isolation);
