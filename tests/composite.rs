@@ -9,11 +9,19 @@
 //! - `two_backends`: a `wsl2` pod on the TLS delegate, merged lists, routes across a SIGKILL
 //!   of crimux and across the delegate going down and coming back.
 //! - `windows_node`: the primary declared `os = "windows"`; Linux pods find the delegate.
+//! - `os_round_trip`: that primary a `kind = "cri"` backend forwarding to a Linux crimux,
+//!   so its pods run: a Linux container refused there, the sandbox NOTREADY, kubelet's
+//!   retry on the delegate.
+//! - `pinned_images`: the sandbox image is reported pinned, container images are not.
 
 mod common;
 
 #[path = "composite/env.rs"]
 mod env;
+#[path = "composite/os_round_trip.rs"]
+mod os_round_trip;
+#[path = "composite/pinned_images.rs"]
+mod pinned_images;
 #[path = "composite/refusals.rs"]
 mod refusals;
 #[path = "composite/tls.rs"]

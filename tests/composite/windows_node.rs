@@ -139,7 +139,9 @@ async fn linux_pod_goes_to_the_delegate_at_once_when_its_image_os_is_known() {
 /// an HCN namespace, which needs Windows), so this checks the first placement (primary,
 /// refused cleanly, nothing left behind) and the retry after kubelet's pull for the pod
 /// (delegate, container runs). The CreateContainer refusal that stops a misplaced sandbox
-/// is covered with fake backends in crates/dispatch (`image_os_mismatch_round_trip`).
+/// is covered with fake backends in crates/dispatch (`image_os_mismatch_round_trip`) and
+/// end to end, with a running sandbox on a forwarded "windows" primary, in
+/// os_round_trip.rs.
 #[tokio::test]
 async fn linux_pod_with_unknown_image_os_is_placed_on_the_primary_then_on_the_delegate() {
     let c = windows_node().await;

@@ -48,6 +48,9 @@ pub struct Inner {
     pub events: broadcast::Sender<ContainerEvent>,
     /// The task states lists answer from, kept current by the event monitor.
     pub tasks: crate::runtime::task_cache::TaskCache,
+    /// The sandbox and container records lists answer from, kept current by crimux's own
+    /// writes and the event monitor.
+    pub records: crate::runtime::record_cache::RecordCache,
 }
 
 impl Inner {
@@ -148,8 +151,17 @@ impl ContainerdBackend {
             runtime: config.runtime,
             events: broadcast::channel(EVENT_BUFFER).0,
             tasks: Default::default(),
+            records: Default::default(),
         });
         crate::monitor::spawn(&inner);
+        // Not fatal: the backend serves without it, and the next pull of the pause pins it.
+        match images::pin_sandbox_image(&inner).await {
+            Ok(Some(id)) => {
+                tracing::debug!(backend = %inner.name, image = %id, "sandbox image pinned")
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(backend = %inner.name, %e, "cannot pin the sandbox image"),
+        }
         Ok(Arc::new(ContainerdBackend { inner, info }))
     }
 }
@@ -236,6 +248,13 @@ impl ContainerdBackend {
     /// The state every operation shares.
     pub(crate) fn inner(&self) -> &Arc<Inner> {
         &self.inner
+    }
+
+    /// Whether ListPodSandbox and ListContainers now answer their records from memory
+    /// (the event stream is live and a full list has completed since) rather than from a
+    /// containerd Containers.List: for diagnostics and tests.
+    pub fn records_from_memory(&self) -> bool {
+        self.inner.records.is_warm()
     }
 }
 

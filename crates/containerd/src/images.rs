@@ -15,6 +15,7 @@ use crimux_registry::Reference;
 use crate::backend::Inner;
 use crate::config::ImageConfig;
 use crate::content;
+use crate::labels;
 use crate::records;
 
 /// What an image's content says about it; immutable, so cached by target digest.
@@ -140,7 +141,7 @@ async fn build(inner: &Inner, id: &str, records: &[Record]) -> Result<Image> {
         user: details.config.user.clone(),
         platform: details.config.platform.clone(),
         config: Some(details.config.json.clone()),
-        pinned: false,
+        pinned: records.iter().any(|r| labels::is_pinned(&r.labels)),
     })
 }
 
@@ -169,7 +170,29 @@ pub async fn list(inner: &Inner) -> Result<Vec<Image>> {
     Ok(images)
 }
 
-/// Deletes every record of the image; the last deletion waits for the collector, so its
+/// Pins every record of the backend's sandbox image, if the store has it, as containerd's
+/// CRI pins its own: kubelet's image GC never removes an image reported `pinned`. A pull of
+/// the sandbox image by its configured name pins what it names (see `pull.rs`); this is for
+/// an image already here when the backend starts (pulled before, or by an older crimux).
+/// Returns the image id.
+pub async fn pin_sandbox_image(inner: &Inner) -> Result<Option<String>> {
+    let groups = groups(inner).await?;
+    let Some(id) = resolve(&groups, &inner.runtime.sandbox_image)? else {
+        return Ok(None);
+    };
+    let unpinned = groups
+        .get(&id)
+        .into_iter()
+        .flatten()
+        .filter(|r| !labels::is_pinned(&r.labels));
+    for record in unpinned {
+        records::pin(&inner.daemon, record).await?;
+    }
+    Ok(Some(id))
+}
+
+/// Deletes every record of the image (a pinned one too, as containerd's CRI does: kubelet
+/// never asks, an operator may); the last deletion waits for the collector, so its
 /// content and snapshots are gone when we answer.
 pub async fn remove(inner: &Inner, name: &str) -> Result<()> {
     let groups = groups(inner).await?;

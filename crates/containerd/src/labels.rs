@@ -18,6 +18,14 @@ pub const IMAGE_ARCH: &str = "crimux.io/image.arch";
 /// The image id (config digest), so records group without reading content.
 pub const IMAGE_ID: &str = "crimux.io/image.id";
 
+/// A pinned image: the backend's sandbox (pause) image. CRI reports it `pinned`, so
+/// kubelet's image GC never removes it. crimux's own key, and the one containerd's CRI puts
+/// on its sandbox image, so `ctr images ls` shows it as containerd users expect.
+pub const IMAGE_PINNED: &str = "crimux.io/image.pinned";
+pub const IMAGE_PINNED_VALUE: &str = "true";
+pub const CRI_PINNED: &str = "io.cri-containerd.pinned";
+pub const CRI_PINNED_VALUE: &str = "pinned";
+
 pub const GC_EXPIRE: &str = "containerd.io/gc.expire";
 pub const UNCOMPRESSED: &str = "containerd.io/uncompressed";
 pub const SNAPSHOT_REF: &str = "containerd.io/snapshot.ref";
@@ -100,6 +108,21 @@ pub fn image_labels(id: &str, os: &str, arch: &str) -> Labels {
     ])
 }
 
+/// The labels that pin an image record (both keys).
+pub fn pinned_labels() -> Labels {
+    Labels::from([
+        (IMAGE_PINNED.to_string(), IMAGE_PINNED_VALUE.to_string()),
+        (CRI_PINNED.to_string(), CRI_PINNED_VALUE.to_string()),
+    ])
+}
+
+/// Whether a record is pinned, by crimux's key or by containerd CRI's (an image pinned by
+/// containerd's CRI before crimux took over stays pinned).
+pub fn is_pinned(labels: &Labels) -> bool {
+    labels.get(IMAGE_PINNED).map(String::as_str) == Some(IMAGE_PINNED_VALUE)
+        || labels.get(CRI_PINNED).map(String::as_str) == Some(CRI_PINNED_VALUE)
+}
+
 /// The lease resource type of a snapshot in `snapshotter`.
 pub fn snapshot_resource_type(snapshotter: &str) -> String {
     format!("snapshots/{snapshotter}")
@@ -153,5 +176,23 @@ mod tests {
         assert_eq!(labels[IMAGE_ID], "sha256:id");
         assert_eq!(labels[IMAGE_OS], "linux");
         assert_eq!(labels[IMAGE_ARCH], "amd64");
+        assert!(!is_pinned(&labels));
+    }
+
+    #[test]
+    fn either_pin_label_pins() {
+        let pinned = pinned_labels();
+        assert_eq!(pinned["crimux.io/image.pinned"], "true");
+        assert_eq!(pinned["io.cri-containerd.pinned"], "pinned");
+        assert!(is_pinned(&pinned));
+        for (key, value, want) in [
+            (IMAGE_PINNED, "true", true),
+            (CRI_PINNED, "pinned", true),
+            (IMAGE_PINNED, "false", false),
+            (CRI_PINNED, "unpinned", false),
+        ] {
+            let labels = Labels::from([(key.to_string(), value.to_string())]);
+            assert_eq!(is_pinned(&labels), want, "{key}={value}");
+        }
     }
 }

@@ -16,12 +16,17 @@
 //! namespace label update, [`PROBE_LABEL`]); the subscription is known to be live once
 //! anything arrives, and the mirror is resynced from then on. A stream that ends or fails
 //! turns the mirror cold until the next resync.
+//!
+//! The record mirror (`runtime/record_cache.rs`) is kept the same way: every
+//! `/containers/*` event (crimux's own writes, and any other client's) marks its object
+//! for re-reading, and the stream's state decides whether it can be trusted.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use containerd_client::events::{
-    TaskCreate, TaskDelete, TaskExit, TaskOom, TaskPaused, TaskResumed, TaskStart,
+    ContainerCreate, ContainerDelete, ContainerUpdate, TaskCreate, TaskDelete, TaskExit, TaskOom,
+    TaskPaused, TaskResumed, TaskStart,
 };
 use containerd_client::services::v1::{Namespace, SubscribeRequest, UpdateNamespaceRequest};
 use containerd_client::types::Envelope;
@@ -44,6 +49,12 @@ const TOPICS_CHANGED: [&str; 5] = [
     "/tasks/delete",
     "/tasks/paused",
     "/tasks/resumed",
+];
+/// Container object changes, which refresh the record mirror.
+const TOPICS_OBJECTS: [&str; 3] = [
+    "/containers/create",
+    "/containers/update",
+    "/containers/delete",
 ];
 /// The event the monitor provokes while subscribing; see the module doc.
 const TOPIC_PROBE: &str = "/namespaces/update";
@@ -86,6 +97,7 @@ pub(crate) fn filters(namespace: &str) -> Vec<String> {
     [TOPIC_EXIT, TOPIC_OOM]
         .iter()
         .chain(TOPICS_CHANGED.iter())
+        .chain(TOPICS_OBJECTS.iter())
         .chain(std::iter::once(&TOPIC_PROBE))
         .map(|topic| format!("topic==\"{topic}\",namespace==\"{namespace}\""))
         .collect()
@@ -111,6 +123,21 @@ pub(crate) fn changed_task(envelope: &Envelope, namespace: &str) -> Option<Strin
             .map(|e| e.container_id),
         "/tasks/paused" => TaskPaused::decode(value).ok().map(|e| e.container_id),
         "/tasks/resumed" => TaskResumed::decode(value).ok().map(|e| e.container_id),
+        _ => None,
+    }
+    .filter(|id| !id.is_empty())
+}
+
+/// The container object an event in our namespace says was created, updated or deleted.
+pub(crate) fn changed_object(envelope: &Envelope, namespace: &str) -> Option<String> {
+    if envelope.namespace != namespace {
+        return None;
+    }
+    let value = envelope.event.as_ref()?.value.as_slice();
+    match envelope.topic.as_str() {
+        "/containers/create" => ContainerCreate::decode(value).ok().map(|e| e.id),
+        "/containers/update" => ContainerUpdate::decode(value).ok().map(|e| e.id),
+        "/containers/delete" => ContainerDelete::decode(value).ok().map(|e| e.id),
         _ => None,
     }
     .filter(|id| !id.is_empty())
@@ -180,12 +207,14 @@ async fn run(weak: Weak<Inner>, namespace: String) {
                 // Something came through: the subscription is live, events are not lost
                 // from here on, and a resync can make the task mirror trustworthy.
                 inner.tasks.stream_up();
+                inner.records.stream_up();
                 drop(inner);
                 tracing::debug!(%backend, "subscribed to containerd task events");
                 backoff = FIRST_BACKOFF;
                 let more = follow(&weak, stream.into_inner(), &namespace).await;
                 if let Some(inner) = weak.upgrade() {
                     inner.tasks.stream_down();
+                    inner.records.stream_down();
                 }
                 if !more {
                     return;
@@ -194,6 +223,7 @@ async fn run(weak: Weak<Inner>, namespace: String) {
             }
             Err(status) => {
                 inner.tasks.stream_down();
+                inner.records.stream_down();
                 drop(inner);
                 tracing::warn!(%backend, error = %status, ?backoff, "subscribing to containerd events");
             }
@@ -250,12 +280,16 @@ async fn follow(
         };
         let changed = changed_task(&envelope, namespace);
         let event = decode(&envelope, namespace);
-        if changed.is_none() && event.is_none() {
+        let object = changed_object(&envelope, namespace);
+        if changed.is_none() && event.is_none() && object.is_none() {
             continue;
         }
         let Some(inner) = weak.upgrade() else {
             return false;
         };
+        if let Some(id) = object {
+            inner.records.mark(&id);
+        }
         // Marked before the STOPPED event goes out, so a list it prompts sees the exit.
         if let Some(id) = changed {
             inner.tasks.mark(&id);
@@ -434,6 +468,9 @@ mod tests {
             "/tasks/create",
             "/tasks/start",
             "/tasks/delete",
+            "/containers/create",
+            "/containers/update",
+            "/containers/delete",
             TOPIC_PROBE,
         ] {
             assert!(
@@ -474,6 +511,35 @@ mod tests {
         for (topic, value, ns, want) in cases {
             let e = envelope(topic, "x", value, ns);
             assert_eq!(changed_task(&e, "ns").as_deref(), want, "{topic} in {ns}");
+        }
+    }
+
+    #[test]
+    fn object_changes_mark_their_object() {
+        let create = ContainerCreate {
+            id: "c".into(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let update = ContainerUpdate {
+            id: "u".into(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let delete = ContainerDelete { id: "d".into() }.encode_to_vec();
+        // (topic, payload, namespace, marked object)
+        let cases = [
+            ("/containers/create", create.clone(), "ns", Some("c")),
+            ("/containers/create", create, "other", None),
+            ("/containers/update", update, "ns", Some("u")),
+            ("/containers/delete", delete.clone(), "ns", Some("d")),
+            ("/tasks/delete", delete, "ns", None),
+            ("/containers/delete", vec![0xff], "ns", None),
+            ("/containers/delete", Vec::new(), "ns", None),
+        ];
+        for (topic, value, ns, want) in cases {
+            let e = envelope(topic, "x", value, ns);
+            assert_eq!(changed_object(&e, "ns").as_deref(), want, "{topic} in {ns}");
         }
     }
 }

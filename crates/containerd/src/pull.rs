@@ -297,16 +297,26 @@ async fn store(
     }
     names.push(reference.with_digest(plan.top.digest().as_ref()));
     names.push(id.clone());
-    let record_labels: Labels = labels::image_labels(
+    let mut record_labels: Labels = labels::image_labels(
         &id,
         &plan.config.platform.os,
         &plan.config.platform.architecture,
     );
+    if is_sandbox_image(inner, reference) {
+        record_labels.extend(labels::pinned_labels());
+    }
     let target = to_containerd(&plan.top);
     for name in &names {
         records::put(&inner.daemon, name, &target, &record_labels).await?;
     }
     Ok(ImageId(id))
+}
+
+/// Whether `reference` names this backend's sandbox image (after normalisation), whose
+/// records are pinned as containerd's CRI pins its own.
+fn is_sandbox_image(inner: &Inner, reference: &Reference) -> bool {
+    Reference::parse(&inner.runtime.sandbox_image)
+        .is_ok_and(|pause| pause.to_string() == reference.to_string())
 }
 
 /// Makes sure a blob is in the content store and held by our lease. Downloads of one digest

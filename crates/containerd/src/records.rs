@@ -11,7 +11,7 @@ use containerd_client::types::Descriptor;
 use crimux_core::{Error, Result};
 
 use crate::client::{is_already_exists, is_not_found, Daemon};
-use crate::labels::{Labels, IMAGE_ID, IMAGE_MANAGED, IMAGE_MANAGED_VALUE};
+use crate::labels::{self, Labels, IMAGE_ID, IMAGE_MANAGED, IMAGE_MANAGED_VALUE};
 
 /// Creates the record `name`, or points an existing one at `target`.
 pub async fn put(daemon: &Daemon, name: &str, target: &Descriptor, labels: &Labels) -> Result<()> {
@@ -52,6 +52,34 @@ pub async fn put(daemon: &Daemon, name: &str, target: &Descriptor, labels: &Labe
         .await
         .map_err(|s| Error::backend(format!("updating image record {name}"), s))?;
     tracing::debug!(name, target = %target.digest, "image record updated");
+    Ok(())
+}
+
+/// Adds the pin labels to an existing record, leaving its other labels and its target as
+/// they are (a field mask of just those two labels, so a concurrent pull's relabelling of
+/// the same name is not undone).
+pub async fn pin(daemon: &Daemon, record: &Record) -> Result<()> {
+    let pinned = labels::pinned_labels();
+    let paths = pinned.keys().map(|k| format!("labels.{k}")).collect();
+    let update = daemon.request(
+        UpdateImageRequest {
+            image: Some(Record {
+                name: record.name.clone(),
+                labels: pinned,
+                target: record.target.clone(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask { paths }),
+            source_date_epoch: None,
+        },
+        None,
+    );
+    daemon
+        .images()
+        .update(update)
+        .await
+        .map_err(|s| Error::backend(format!("pinning image record {}", record.name), s))?;
+    tracing::debug!(name = %record.name, "image record pinned");
     Ok(())
 }
 

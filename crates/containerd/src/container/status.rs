@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use crimux_core::status::{ContainerState, ContainerStatus, ContainerSummary};
 use crimux_core::{ContainerId, Result};
 
-use super::record::{list_records, record, ContainerRecord};
+use super::record::{record, ContainerRecord};
 use crate::backend::Inner;
+use crate::runtime::record_cache;
 use crate::runtime::task::{self, TaskState, TaskStatus};
 
 /// containerd CRI's exit code for a container whose start failed.
@@ -118,10 +119,10 @@ pub(crate) async fn status(
     Ok(status_of(&r, t.as_ref(), verbose))
 }
 
-/// Statuses of every container (of one pod when `sandbox` is given): one containerd
-/// container List, and the task states from the backend's task mirror.
+/// Statuses of every container (of one pod when `sandbox` is given): the records and the
+/// task states from the backend's mirrors (`runtime/record_cache.rs`, `task_cache.rs`).
 pub(crate) async fn statuses(inner: &Inner, sandbox: Option<&str>) -> Result<Vec<ContainerStatus>> {
-    let records = list_records(inner).await?;
+    let records = record_cache::containers(inner).await?;
     let tasks: HashMap<String, TaskState> = task::states(inner).await?;
     Ok(records
         .iter()

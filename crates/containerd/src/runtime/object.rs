@@ -160,6 +160,8 @@ pub(crate) async fn create_prepared(inner: &Inner, new: NewObject<'_>) -> Result
         },
         None,
     );
+    // Read again by the next list, whatever the outcome (or if this future is dropped).
+    let _changed = inner.records.mark_on_drop(id);
     match inner.daemon.containers().create(request).await {
         Ok(_) => {
             tracing::debug!(backend = %inner.name, id, "container object created");
@@ -262,6 +264,30 @@ fn label_filter(labels: &[(&str, &str)]) -> String {
         .join(",")
 }
 
+/// Whole container objects whose labels match every `key=value` of any one of `any_of`
+/// (containerd ORs filters); every object when `any_of` is empty or holds an empty set.
+pub(crate) async fn list_objects(
+    inner: &Inner,
+    any_of: &[&[(&str, &str)]],
+) -> Result<Vec<Container>> {
+    let filters = if any_of.iter().any(|labels| labels.is_empty()) {
+        Vec::new()
+    } else {
+        any_of.iter().map(|labels| label_filter(labels)).collect()
+    };
+    let request = inner
+        .daemon
+        .request(ListContainersRequest { filters }, None);
+    Ok(inner
+        .daemon
+        .containers()
+        .list(request)
+        .await
+        .map_err(|s| Error::backend("listing container objects", s))?
+        .into_inner()
+        .containers)
+}
+
 /// Container objects whose labels match every `key=value` given, with one extension's
 /// JSON each.
 pub(crate) async fn list_full(
@@ -269,22 +295,7 @@ pub(crate) async fn list_full(
     labels: &[(&str, &str)],
     extension: &str,
 ) -> Result<Vec<Listed>> {
-    let filters = if labels.is_empty() {
-        Vec::new()
-    } else {
-        vec![label_filter(labels)]
-    };
-    let request = inner
-        .daemon
-        .request(ListContainersRequest { filters }, None);
-    let containers = inner
-        .daemon
-        .containers()
-        .list(request)
-        .await
-        .map_err(|s| Error::backend("listing container objects", s))?
-        .into_inner()
-        .containers;
+    let containers = list_objects(inner, &[labels]).await?;
     Ok(containers
         .into_iter()
         .map(|mut c| Listed {
@@ -332,6 +343,7 @@ pub(crate) async fn update(
         },
         None,
     );
+    let _changed = inner.records.mark_on_drop(id);
     match inner.daemon.containers().update(request).await {
         Ok(_) => Ok(()),
         Err(s) if is_not_found(&s) => {
@@ -361,6 +373,7 @@ pub(crate) async fn remove(inner: &Inner, id: &str) -> Result<()> {
     let request = inner
         .daemon
         .request(DeleteContainerRequest { id: id.to_string() }, None);
+    let _changed = inner.records.mark_on_drop(id);
     match inner.daemon.containers().delete(request).await {
         Ok(_) => {}
         Err(s) if is_not_found(&s) => {}

@@ -7,9 +7,10 @@ use crimux_core::status::{BackendStatus, SandboxState, SandboxStatus, SandboxSum
 use crimux_core::{PodSandboxId, Result};
 use serde_json::json;
 
-use super::record::{list_sandboxes, load_sandbox, SandboxRecord};
+use super::record::{load_sandbox, SandboxRecord};
 use crate::backend::Inner;
 use crate::platform::mount;
+use crate::runtime::record_cache;
 use crate::runtime::task::{self, TaskState, TaskStatus};
 
 /// The CRI's reason for a network that is not ready.
@@ -119,10 +120,10 @@ fn verbose_info(
     })
 }
 
-/// Every sandbox with its state: one containerd List for the records, and the task states
-/// from the backend's task mirror.
+/// Every sandbox with its state: the records and the task states from the backend's
+/// mirrors (`runtime/record_cache.rs`, `runtime/task_cache.rs`).
 pub(crate) async fn list(inner: &Inner) -> Result<Vec<SandboxSummary>> {
-    let records = list_sandboxes(inner).await?;
+    let records = record_cache::sandboxes(inner).await?;
     let tasks: HashMap<String, TaskState> = task::states(inner).await?;
     Ok(records
         .iter()
