@@ -257,8 +257,8 @@ done
 PARTS=${PARTS:-relist cycles}
 for r in $(seq "$ROUNDS"); do
     runs=(one two twoprim)
-    [[ " $PARTS " == *" relist "* ]] || runs=()
     [ $((r % 2)) = 0 ] && runs=(twoprim two one)
+    [[ " $PARTS " == *" relist "* ]] || runs=()
     for run in "${runs[@]}"; do
         case $run in
         one) bench "relist-one-r$r" --endpoint "$CRIMUX" --n "$RELIST_N" --concurrency "$CONC" \
