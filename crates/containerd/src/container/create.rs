@@ -11,12 +11,12 @@ use crimux_core::{ContainerId, Error, PodSandboxId, Result};
 use crimux_spec::linux::{container_spec, ContainerSpecInput, PodFiles};
 use crimux_spec::windows::WindowsContainerSpecInput;
 
-use super::record::{container_dir, list_records, ContainerRecord};
+use super::record::{container_dir, ContainerRecord};
 use super::{events, rootfs};
 use crate::backend::Inner;
 use crate::runtime::lock::{lock_container, lock_pod};
 use crate::runtime::object::{self, NewObject};
-use crate::runtime::{host, image, task, windows};
+use crate::runtime::{host, image, record_cache, task, windows};
 use crate::sandbox::record::{load_sandbox, sandbox_pid, SandboxRecord};
 
 /// The absolute log file: `log_path` below the pod's `log_directory`. `None` when either
@@ -103,7 +103,8 @@ pub(crate) async fn create(
     };
 
     object::check_absent(inner, id.as_str(), "container").await?;
-    if let Some(other) = list_records(inner)
+    // From the record cache: no containerd List per create while the event stream is live.
+    if let Some(other) = record_cache::containers(inner)
         .await?
         .into_iter()
         .find(|r| r.sandbox_id == *sandbox_id && r.config.metadata == config.metadata)

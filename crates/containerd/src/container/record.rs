@@ -108,24 +108,6 @@ pub(crate) async fn save(inner: &Inner, record: &ContainerRecord) -> Result<()> 
     object::update(inner, record.id.as_str(), record.extension()?, None).await
 }
 
-/// Every crimux container of this backend, from one containerd List; unreadable records
-/// are skipped with a warning.
-pub(crate) async fn list_records(inner: &Inner) -> Result<Vec<ContainerRecord>> {
-    let listed =
-        object::list_full(inner, &[(KIND_LABEL, KIND_CONTAINER)], CONTAINER_EXTENSION).await?;
-    Ok(listed
-        .into_iter()
-        .filter(|l| l.labels.get(KIND_LABEL).map(String::as_str) == Some(KIND_CONTAINER))
-        .filter_map(|l| match ContainerRecord::decode(&l.id, &l.extension) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                tracing::warn!(backend = %inner.name, container = %l.id, %e, "skipping container");
-                None
-            }
-        })
-        .collect())
-}
-
 /// The container's own directory on the host: log plugin pidfile, stdin FIFO, exec FIFOs.
 pub(crate) fn container_dir(state_dir: &Path, id: &str) -> PathBuf {
     state_dir.join("containers").join(id)

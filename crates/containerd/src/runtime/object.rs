@@ -34,15 +34,6 @@ pub(crate) struct NewObject<'a> {
     pub extension: (&'a str, &'a str, Vec<u8>),
 }
 
-/// One container object as listed: id, labels and the JSON of the asked-for extension
-/// (empty when it has none).
-#[derive(Clone, Debug)]
-pub(crate) struct Listed {
-    pub id: String,
-    pub labels: HashMap<String, String>,
-    pub extension: Vec<u8>,
-}
-
 fn spec_any(id: &str, spec: &oci_spec::runtime::Spec) -> Result<prost_types::Any> {
     // Windows specs carry their gMSA credential spec as a string, which `oci_spec` cannot.
     let value = crimux_spec::windows::spec_to_json(spec)
@@ -288,34 +279,12 @@ pub(crate) async fn list_objects(
         .containers)
 }
 
-/// Container objects whose labels match every `key=value` given, with one extension's
-/// JSON each.
-pub(crate) async fn list_full(
-    inner: &Inner,
-    labels: &[(&str, &str)],
-    extension: &str,
-) -> Result<Vec<Listed>> {
-    let containers = list_objects(inner, &[labels]).await?;
-    Ok(containers
-        .into_iter()
-        .map(|mut c| Listed {
-            extension: c
-                .extensions
-                .remove(extension)
-                .map(|a| a.value)
-                .unwrap_or_default(),
-            id: c.id,
-            labels: c.labels,
-        })
-        .collect())
-}
-
 /// Ids of container objects whose labels match every `key=value` given.
 pub(crate) async fn list(inner: &Inner, labels: &[(&str, &str)]) -> Result<Vec<String>> {
-    Ok(list_full(inner, labels, "")
+    Ok(list_objects(inner, &[labels])
         .await?
         .into_iter()
-        .map(|l| l.id)
+        .map(|c| c.id)
         .collect())
 }
 

@@ -93,22 +93,6 @@ pub(crate) async fn sandbox_pid(inner: &Inner, id: &PodSandboxId) -> Result<Opti
         .map(|s| s.pid))
 }
 
-/// Every sandbox of this backend, from one containerd List. Unreadable records are skipped
-/// with a warning (they cannot be shown, but remove still works on their ids).
-pub(crate) async fn list_sandboxes(inner: &Inner) -> Result<Vec<SandboxRecord>> {
-    let listed = object::list_full(inner, &[(KIND_LABEL, KIND_SANDBOX)], SANDBOX_EXTENSION).await?;
-    Ok(listed
-        .into_iter()
-        .filter_map(|l| match SandboxRecord::decode(&l.id, &l.extension) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                tracing::warn!(backend = %inner.name, sandbox = %l.id, %e, "skipping sandbox");
-                None
-            }
-        })
-        .collect())
-}
-
 /// Ids of the containers of pod `id`.
 pub(crate) async fn pod_containers(inner: &Inner, id: &PodSandboxId) -> Result<Vec<String>> {
     object::list(

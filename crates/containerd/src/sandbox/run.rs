@@ -13,14 +13,14 @@ use crimux_core::{Error, PodSandboxId, PullImage, Result};
 use crimux_spec::linux::{sandbox_spec, PodFiles, SandboxSpecInput};
 use crimux_spec::windows::WindowsSandboxSpecInput;
 
-use super::record::{list_sandboxes, SandboxRecord, KIND_LABEL, KIND_SANDBOX};
+use super::record::{SandboxRecord, KIND_LABEL, KIND_SANDBOX};
 use super::undo::Undo;
 use super::{files, network};
 use crate::backend::Inner;
 use crate::platform::signals::SIGKILL;
 use crate::runtime::image::RunnableImage;
 use crate::runtime::lock::{lock_pod, reserve_name};
-use crate::runtime::{host, image, now_nanos, object, task, windows};
+use crate::runtime::{host, image, now_nanos, object, record_cache, task, windows};
 use crate::RuntimeHandler;
 
 /// How long a rollback waits for a killed pause to exit before deleting its task.
@@ -53,7 +53,8 @@ async fn run_owned(inner: &Arc<Inner>, id: &PodSandboxId, config: &SandboxConfig
     let _lock = lock_pod(&state_dir, id.as_str()).await;
 
     object::check_absent(inner, id.as_str(), "pod sandbox").await?;
-    if let Some(other) = list_sandboxes(inner)
+    // From the record cache: no containerd List per create while the event stream is live.
+    if let Some(other) = record_cache::sandboxes(inner)
         .await?
         .into_iter()
         .find(|r| r.config.metadata == config.metadata)
