@@ -13,14 +13,13 @@ use std::time::{Duration, Instant};
 
 use common::eventually;
 use common::process::free_port;
-use common::runtime::{parse_cri_log_line, PodEnv};
+use common::runtime::{listed_container_ids, listed_pod_ids, parse_cri_log_line, PodEnv};
 use k8s_cri::v1::{
     Capability, ContainerFilter, ContainerState, ContainerStateValue, ContainerStatsFilter,
-    ContainerStatsRequest, CreateContainerRequest, Int64Value, LinuxContainerSecurityContext,
-    ListContainerStatsRequest, ListContainersRequest, ListPodSandboxRequest, Mount,
-    PodSandboxFilter, PodSandboxState, PodSandboxStateValue, PodSandboxStatusRequest, PortMapping,
-    Protocol, PullImageRequest, RemoveContainerRequest, RemovePodSandboxRequest,
-    StopContainerRequest, StopPodSandboxRequest,
+    CreateContainerRequest, Int64Value, LinuxContainerSecurityContext, ListContainerStatsRequest,
+    ListPodSandboxRequest, Mount, PodSandboxFilter, PodSandboxState, PodSandboxStateValue,
+    PodSandboxStatusRequest, PortMapping, Protocol, PullImageRequest, RemoveContainerRequest,
+    RemovePodSandboxRequest, StopContainerRequest, StopPodSandboxRequest,
 };
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -41,48 +40,19 @@ async fn pull(p: &PodEnv, image: &str) -> String {
 }
 
 async fn list_pods(p: &PodEnv, filter: Option<PodSandboxFilter>) -> Vec<String> {
-    let mut ids: Vec<String> = p
-        .rt()
-        .await
-        .list_pod_sandbox(ListPodSandboxRequest { filter })
-        .await
-        .expect("ListPodSandbox")
-        .into_inner()
-        .items
-        .into_iter()
-        .map(|i| i.id)
-        .collect();
-    ids.sort();
-    ids
+    listed_pod_ids(p.rt().await, filter).await
 }
 
 async fn list_containers(p: &PodEnv, filter: Option<ContainerFilter>) -> Vec<String> {
-    let mut ids: Vec<String> = p
-        .rt()
-        .await
-        .list_containers(ListContainersRequest { filter })
-        .await
-        .expect("ListContainers")
-        .into_inner()
-        .containers
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
-    ids.sort();
-    ids
+    listed_container_ids(p.rt().await, filter).await
 }
 
 async fn pod_status(p: &PodEnv, id: &str) -> k8s_cri::v1::PodSandboxStatus {
-    p.rt()
-        .await
-        .pod_sandbox_status(PodSandboxStatusRequest {
-            pod_sandbox_id: id.to_string(),
-            verbose: false,
-        })
+    p.env
+        .crimux
+        .pod_status(id)
         .await
         .expect("PodSandboxStatus")
-        .into_inner()
-        .status
         .expect("PodSandboxStatus has a status")
 }
 
@@ -260,30 +230,8 @@ async fn pod_and_container_lifecycle() {
     }
 
     // Stats.
-    let stats = p
-        .rt()
-        .await
-        .container_stats(ContainerStatsRequest {
-            container_id: cid.clone(),
-        })
-        .await
-        .expect("ContainerStats")
-        .into_inner()
-        .stats
-        .expect("stats");
-    assert_eq!(
-        stats.attributes.as_ref().map(|a| a.id.as_str()),
-        Some(cid.as_str())
-    );
+    let stats = p.live_container_stats(&cid).await;
     assert!(stats.cpu.is_some() && stats.memory.is_some(), "{stats:?}");
-    assert!(
-        stats
-            .memory
-            .as_ref()
-            .and_then(|m| m.working_set_bytes.as_ref())
-            .is_some_and(|v| v.value > 0),
-        "{stats:?}"
-    );
     let listed = p
         .rt()
         .await

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::eventually;
 use common::streaming::{
-    assert_no_new_fifos, assert_no_process, attach_url, exec_output, exec_url, port_forward_url,
-    read_until, root_fifos, sleeping_pod, task_pids, Streams,
+    assert_no_new_fifos, assert_no_process, attach_url, exec_output, exec_url, http_get,
+    port_forward_url, read_until, root_fifos, sleeping_pod, task_pids, Streams,
 };
 use crimux_core::Error;
 use crimux_streaming::client::{self, ExecOptions, Protocol};
@@ -256,19 +256,11 @@ async fn port_forward_two_parallel_requests_and_a_refused_port() {
         .expect("port-forward session");
     let get = |fwd: client::Forwarded| async move {
         let mut fwd = fwd;
-        fwd.io
-            .write_all(b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n")
-            .await
-            .expect("write request");
-        let mut response = Vec::new();
-        tokio::time::timeout(10 * SECOND, fwd.io.read_to_end(&mut response))
-            .await
-            .expect("response within 10 s")
-            .expect("read response");
+        let response = http_get(&mut fwd).await;
         let error = tokio::time::timeout(10 * SECOND, fwd.error())
             .await
             .expect("error stream ends");
-        (String::from_utf8_lossy(&response).into_owned(), error)
+        (response, error)
     };
     let (a, b) = tokio::join!(session.open(8080), session.open(8080));
     let (a, b) = (a.expect("request 0"), b.expect("request 1"));

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use k8s_cri::v1::VersionRequest;
+use k8s_cri::v1::{ListImagesRequest, PodSandboxStatus, PodSandboxStatusRequest, VersionRequest};
 use tonic::transport::{Channel, Endpoint};
 
 use super::process::Daemon;
@@ -289,6 +289,32 @@ impl Crimux {
 
     pub async fn runtime(&self) -> RuntimeServiceClient<Channel> {
         RuntimeServiceClient::new(connect(&self.socket()).await)
+    }
+
+    /// PodSandboxStatus of pod `id` (not verbose): its status, if the answer carries one.
+    pub async fn pod_status(&self, id: &str) -> Result<Option<PodSandboxStatus>, tonic::Status> {
+        self.runtime()
+            .await
+            .pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: id.to_string(),
+                verbose: false,
+            })
+            .await
+            .map(|r| r.into_inner().status)
+    }
+
+    /// `(image id, repo tags, pinned)` of every image this crimux lists.
+    pub async fn listed_images(&self) -> Vec<(String, Vec<String>, bool)> {
+        self.images()
+            .await
+            .list_images(ListImagesRequest { filter: None })
+            .await
+            .expect("ListImages")
+            .into_inner()
+            .images
+            .into_iter()
+            .map(|i| (i.id, i.repo_tags, i.pinned))
+            .collect()
     }
 }
 

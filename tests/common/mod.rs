@@ -9,6 +9,7 @@
 pub mod certs;
 pub mod containerd;
 pub mod crimux;
+pub mod leaks;
 pub mod process;
 pub mod registry;
 pub mod runtime;
@@ -20,7 +21,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use k8s_cri::v1::image_service_client::ImageServiceClient;
-use k8s_cri::v1::{ImageSpec, PullImageRequest};
+use k8s_cri::v1::{ImageSpec, PodSandboxConfig, PullImageRequest};
 use tempfile::TempDir;
 use tonic::transport::Channel;
 
@@ -86,9 +87,19 @@ impl TestEnv {
 
     /// Pulls `image` (anonymously) and returns the image ref crimux answers with.
     pub async fn pull(&self, image: &str) -> Result<String, tonic::Status> {
+        self.pull_for(image, None).await
+    }
+
+    /// Pulls `image` (anonymously), for `pod` when given (as kubelet does); the image ref.
+    pub async fn pull_for(
+        &self,
+        image: &str,
+        pod: Option<&PodSandboxConfig>,
+    ) -> Result<String, tonic::Status> {
         let req = PullImageRequest {
             image: Some(spec(image)),
-            ..Default::default()
+            auth: None,
+            sandbox_config: pod.cloned(),
         };
         self.images()
             .await
@@ -112,19 +123,12 @@ impl TestEnv {
     /// snapshots, content, ingests (waiting up to 15 s for containerd's GC).
     pub async fn assert_clean(&self, ns: &str) {
         let ctrd = self.ctrd().await;
-        eventually(
+        leaks::assert_nothing_left(
             &format!("namespace {ns} to be empty"),
             Duration::from_secs(15),
             || {
                 let ctrd = ctrd.clone();
-                async move {
-                    let left = ctrd.leftovers(ns).await;
-                    if left.is_empty() {
-                        Ok(())
-                    } else {
-                        Err(format!("left over: {left:#?}"))
-                    }
-                }
+                async move { ctrd.leftovers(ns).await }
             },
         )
         .await;

@@ -12,22 +12,23 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::tasks_client::TasksClient;
-use containerd_client::services::v1::{
-    GetRequest, ListContainersRequest as CtrdListContainers, ListTasksRequest,
-};
+use containerd_client::services::v1::GetRequest;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
-    ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, ContainerStatusRequest,
-    CreateContainerRequest, DnsConfig, ExecSyncRequest, ExecSyncResponse, ImageSpec, KeyValue,
-    LinuxContainerConfig, LinuxPodSandboxConfig, ListPodSandboxRequest, PodSandboxConfig,
-    PodSandboxMetadata, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
+    ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState, ContainerStats,
+    ContainerStatsRequest, ContainerStatus, ContainerStatusRequest, CreateContainerRequest,
+    DnsConfig, ExecSyncRequest, ExecSyncResponse, ImageSpec, KeyValue, LinuxContainerConfig,
+    LinuxPodSandboxConfig, ListContainerStatsRequest, ListContainersRequest, ListPodSandboxRequest,
+    PodSandboxConfig, PodSandboxFilter, PodSandboxMetadata, PodSandboxStats,
+    PodSandboxStatsRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
     StopPodSandboxRequest,
 };
 use tonic::transport::Channel;
 use tonic::Request;
 
+use super::crimux::CrimuxConfig;
+use super::leaks;
 use super::process::run;
 use super::{eventually, test_images, Registry, TestEnv, NS};
 
@@ -201,6 +202,23 @@ impl PodEnv {
         self.env.crimux.runtime().await
     }
 
+    /// The config of another crimux under `dir`, on the containerd at `containerd_address`
+    /// as backend `backend`, sharing this env's pause image, registries and CNI network (one
+    /// bridge, one IPAM directory): an inner crimux that an outer one forwards to.
+    pub fn sibling_config(
+        &self,
+        dir: &Path,
+        containerd_address: &str,
+        backend: &str,
+    ) -> CrimuxConfig {
+        let mut config = CrimuxConfig::new(dir, containerd_address);
+        config.backends[0].name = backend.into();
+        config.sandbox_image = self.pause_image.clone();
+        config.registry_config_path = Some(self.env.certs_d());
+        config.cni = Some((self.net.conf_dir(), vec![PathBuf::from(CNI_BIN_DIR)]));
+        config
+    }
+
     /// A pod config on this network: hostname `<name>-host`, DNS, a label `app=<name>`,
     /// logs under the test dir.
     pub fn pod_config(&self, name: &str) -> PodSandboxConfig {
@@ -235,12 +253,25 @@ impl PodEnv {
 
     /// RunPodSandbox; records the id for the leak checks.
     pub async fn try_run_pod(&self, config: &PodSandboxConfig) -> Result<String, tonic::Status> {
+        self.try_run_pod_on(config, "").await
+    }
+
+    pub async fn run_pod(&self, config: &PodSandboxConfig) -> String {
+        self.run_pod_on(config, "").await
+    }
+
+    /// RunPodSandbox with RuntimeClass handler `handler`; records the id for the leak checks.
+    pub async fn try_run_pod_on(
+        &self,
+        config: &PodSandboxConfig,
+        handler: &str,
+    ) -> Result<String, tonic::Status> {
         let id = self
             .rt()
             .await
             .run_pod_sandbox(RunPodSandboxRequest {
                 config: Some(config.clone()),
-                runtime_handler: String::new(),
+                runtime_handler: handler.to_string(),
             })
             .await?
             .into_inner()
@@ -252,14 +283,23 @@ impl PodEnv {
         Ok(id)
     }
 
-    pub async fn run_pod(&self, config: &PodSandboxConfig) -> String {
-        match self.try_run_pod(config).await {
+    /// [`PodEnv::try_run_pod_on`]; panics with crimux's log on failure.
+    pub async fn run_pod_on(&self, config: &PodSandboxConfig, handler: &str) -> String {
+        match self.try_run_pod_on(config, handler).await {
             Ok(id) => id,
             Err(status) => {
                 self.env.crimux.dump_log();
-                panic!("RunPodSandbox: {status:?}");
+                panic!("RunPodSandbox (handler {handler:?}): {status:?}");
             }
         }
+    }
+
+    /// Every pod id this test created (for [`leaks::iptables_left`]).
+    pub fn created_pods(&self) -> Vec<String> {
+        self.pod_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// A busybox container running `sh -c script`, logging to `<name>.log`.
@@ -344,6 +384,73 @@ impl PodEnv {
             .expect("ContainerStatus has a status")
     }
 
+    /// ContainerStats of `id`, asserting they name it and show a working set (it runs).
+    pub async fn live_container_stats(&self, id: &str) -> ContainerStats {
+        let stats = self
+            .rt()
+            .await
+            .container_stats(ContainerStatsRequest {
+                container_id: id.to_string(),
+            })
+            .await
+            .expect("ContainerStats")
+            .into_inner()
+            .stats
+            .expect("stats");
+        assert_eq!(
+            stats.attributes.as_ref().map(|a| a.id.as_str()),
+            Some(id),
+            "{stats:?}"
+        );
+        assert!(
+            stats
+                .memory
+                .as_ref()
+                .and_then(|m| m.working_set_bytes.as_ref())
+                .is_some_and(|v| v.value > 0),
+            "{stats:?}"
+        );
+        stats
+    }
+
+    /// PodSandboxStats of pod `id`, asserting they name it.
+    pub async fn pod_stats(&self, id: &str) -> PodSandboxStats {
+        let stats = self
+            .rt()
+            .await
+            .pod_sandbox_stats(PodSandboxStatsRequest {
+                pod_sandbox_id: id.to_string(),
+            })
+            .await
+            .expect("PodSandboxStats")
+            .into_inner()
+            .stats
+            .expect("pod stats");
+        assert_eq!(
+            stats.attributes.as_ref().map(|a| a.id.as_str()),
+            Some(id),
+            "{stats:?}"
+        );
+        stats
+    }
+
+    /// The container ids ListContainerStats (unfiltered) names, sorted.
+    pub async fn stats_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .rt()
+            .await
+            .list_container_stats(ListContainerStatsRequest { filter: None })
+            .await
+            .expect("ListContainerStats")
+            .into_inner()
+            .stats
+            .into_iter()
+            .filter_map(|s| s.attributes.map(|a| a.id))
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// Waits until container `id` exited; returns its status.
     pub async fn wait_exited(&self, id: &str, timeout: Duration) -> ContainerStatus {
         eventually(&format!("container {id} to exit"), timeout, || async {
@@ -418,79 +525,23 @@ impl PodEnv {
     }
 
     /// Everything a removed pod must not leave: containerd containers and tasks, snapshots
-    /// that are not committed image layers, leases, mounts under crimux's root, iptables lines
-    /// naming a pod this test created. Empty when clean.
+    /// that are not committed image layers, leases, mounts under crimux's root (its netns
+    /// pin directory aside), iptables lines naming a pod this test created. Empty when clean.
     pub async fn leftovers(&self) -> Vec<String> {
-        let mut left = Vec::new();
-        let channel = self.ctrd_channel().await;
-        let containers = ContainersClient::new(channel.clone())
-            .list(in_ns(CtrdListContainers::default()))
-            .await
-            .expect("list containerd containers")
-            .into_inner()
-            .containers;
-        left.extend(containers.iter().map(|c| format!("container {}", c.id)));
-        let tasks = TasksClient::new(channel)
-            .list(in_ns(ListTasksRequest::default()))
-            .await
-            .expect("list tasks")
-            .into_inner()
-            .tasks;
-        left.extend(
-            tasks
-                .iter()
-                .map(|t| format!("task {} ({})", t.id, t.status)),
-        );
-        let ctrd = self.env.ctrd().await;
-        let images = test_images();
-        let layers: Vec<String> = ["busybox:latest", "pause:latest"]
-            .iter()
-            .flat_map(|n| images.get(n).chain_ids.clone())
-            .collect();
-        for s in ctrd.snapshots(NS).await {
-            if s.kind != 3 || !layers.contains(&s.name) {
-                left.push(format!("snapshot {} (kind {})", s.name, s.kind));
-            }
-        }
-        left.extend(
-            ctrd.leases(NS)
-                .await
-                .into_iter()
-                .map(|l| format!("lease {}", l.id)),
-        );
-        // The netns pin directory is bind-mounted onto itself once, shared (as `ip netns`
-        // does), for crimux's lifetime: not a pod's leftover.
-        let root = self.env.crimux.config().root();
-        let pin_dir = root.join("backends/default/netns").display().to_string();
-        let root = root.display().to_string();
-        left.extend(
-            mount_points()
-                .into_iter()
-                .filter(|m| m.starts_with(&root) && *m != pin_dir)
-                .map(|m| format!("mount {m}")),
-        );
-        let ids = self
-            .pod_ids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for line in iptables_lines() {
-            if ids.iter().any(|id| line.contains(id.as_str())) {
-                left.push(format!("iptables {line}"));
-            }
-        }
+        let crimux = &self.env.crimux;
+        let mut left = leaks::containerd_leftovers(&self.env.ctrd().await, "").await;
+        left.extend(leaks::mounts_left(
+            crimux,
+            &[leaks::netns_pin_dir(crimux, "default")],
+        ));
+        left.extend(leaks::iptables_left(&self.created_pods()));
         left
     }
 
     /// Waits up to 15 s for [`PodEnv::leftovers`] to be empty (GC, shim exits).
     pub async fn assert_no_leaks(&self) {
-        eventually("nothing left behind", Duration::from_secs(15), || async {
-            let left = self.leftovers().await;
-            if left.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("left over: {left:#?}"))
-            }
+        leaks::assert_nothing_left("nothing left behind", Duration::from_secs(15), || {
+            self.leftovers()
         })
         .await;
     }
@@ -498,72 +549,51 @@ impl PodEnv {
 
 impl Drop for PodEnv {
     fn drop(&mut self) {
-        // Pods first, through crimux, so CNI DEL removes iptables rules and IPAM entries.
-        let socket = self.env.crimux.socket();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                let cleanup = async {
-                    let channel = super::crimux::try_connect(&socket).await.ok()?;
-                    let mut client = RuntimeServiceClient::new(channel);
-                    let pods = client
-                        .list_pod_sandbox(ListPodSandboxRequest::default())
-                        .await
-                        .ok()?
-                        .into_inner()
-                        .items;
-                    for pod in pods {
-                        let id = pod.id;
-                        let _ = client
-                            .stop_pod_sandbox(StopPodSandboxRequest {
-                                pod_sandbox_id: id.clone(),
-                            })
-                            .await;
-                        let _ = client
-                            .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
-                            .await;
-                    }
-                    Some(())
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(60), cleanup).await;
-            });
-        })
-        .join();
-        // Whatever is still running: its shim would outlive the test's containerd.
-        let address = self.env.containerd.socket();
-        let ctr = |args: &[&str]| {
-            Command::new("ctr")
-                .arg("--address")
-                .arg(&address)
-                .args(["--namespace", NS])
-                .args(args)
-                .output()
-        };
-        if let Ok(out) = ctr(&["tasks", "ls", "-q"]) {
-            for id in String::from_utf8_lossy(&out.stdout).lines() {
-                let _ = ctr(&["tasks", "kill", "-a", "-s", "SIGKILL", id]);
-                std::thread::sleep(Duration::from_millis(100));
-                let _ = ctr(&["tasks", "delete", "-f", id]);
-            }
-        }
-        let root = self.env.crimux.config().root().display().to_string();
-        let mut mounts: Vec<String> = mount_points()
-            .into_iter()
-            .filter(|m| m.starts_with(&root))
-            .collect();
-        mounts.reverse();
-        for m in mounts {
-            let _ = Command::new("umount").arg("-l").arg(&m).output();
-        }
+        // Pods first, through crimux, so CNI DEL removes iptables rules and IPAM entries;
+        // then whatever is still running (its shim would outlive the test's containerd).
+        leaks::remove_pods_through(self.env.crimux.socket());
+        leaks::kill_tasks(&self.env.containerd.socket());
+        leaks::unmount_under(&self.env.crimux);
         let _ = Command::new("ip")
             .args(["link", "del", &self.net.bridge])
             .output();
     }
+}
+
+/// Sorted ids of the pods `rt` lists.
+pub async fn listed_pod_ids(
+    mut rt: RuntimeServiceClient<Channel>,
+    filter: Option<PodSandboxFilter>,
+) -> Vec<String> {
+    let mut ids: Vec<String> = rt
+        .list_pod_sandbox(ListPodSandboxRequest { filter })
+        .await
+        .expect("ListPodSandbox")
+        .into_inner()
+        .items
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Sorted ids of the containers `rt` lists (duplicates kept).
+pub async fn listed_container_ids(
+    mut rt: RuntimeServiceClient<Channel>,
+    filter: Option<ContainerFilter>,
+) -> Vec<String> {
+    let mut ids: Vec<String> = rt
+        .list_containers(ListContainersRequest { filter })
+        .await
+        .expect("ListContainers")
+        .into_inner()
+        .containers
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    ids.sort();
+    ids
 }
 
 pub fn in_ns<T>(message: T) -> Request<T> {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crimux_streaming::client::{self, ExecOptions, Output};
 use k8s_cri::v1::{AttachRequest, ExecRequest, PodSandboxConfig, PortForwardRequest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::eventually;
 use super::runtime::PodEnv;
@@ -133,6 +134,20 @@ pub async fn port_forward_url(
         })
         .await
         .map(|r| r.into_inner().url)
+}
+
+/// `GET /index.html` over a forwarded connection; the response, read to its end within 10 s.
+pub async fn http_get(fwd: &mut client::Forwarded) -> String {
+    fwd.io
+        .write_all(b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n")
+        .await
+        .expect("write request");
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), fwd.io.read_to_end(&mut response))
+        .await
+        .expect("response within 10 s")
+        .expect("read response");
+    String::from_utf8_lossy(&response).into_owned()
 }
 
 /// Exec over SPDY: `input` written to stdin then closed (when given), everything read back.

@@ -7,20 +7,16 @@
 //! backends), then whatever still runs in the delegate is killed and the delegate stopped.
 
 use std::path::PathBuf;
-use std::process::Command;
-use std::time::Duration;
 
-use k8s_cri::v1::{
-    ContainerState, ListContainersRequest, ListPodSandboxRequest, PodSandbox, PodSandboxConfig,
-    PodSandboxStatusRequest, PullImageRequest, RunPodSandboxRequest,
-};
+use k8s_cri::v1::{ContainerState, ListPodSandboxRequest, PodSandbox, PodSandboxConfig};
 use tempfile::TempDir;
 
 use crate::common::certs::Certs;
 use crate::common::containerd::ContainerdClient;
 use crate::common::crimux::{BackendConfig, BackendTls, CrimuxConfig};
-use crate::common::runtime::PodEnv;
-use crate::common::{Containerd, Crimux, NS};
+use crate::common::leaks;
+use crate::common::runtime::{listed_container_ids, listed_pod_ids, PodEnv};
+use crate::common::{Containerd, Crimux};
 
 /// The delegate's backend name and the RuntimeClass handler it serves.
 pub const DELEGATE: &str = "wsl";
@@ -103,17 +99,7 @@ impl Composite {
         image: &str,
         pod: Option<&PodSandboxConfig>,
     ) -> Result<String, tonic::Status> {
-        self.p
-            .env
-            .images()
-            .await
-            .pull_image(PullImageRequest {
-                image: Some(crate::common::spec(image)),
-                auth: None,
-                sandbox_config: pod.cloned(),
-            })
-            .await
-            .map(|r| r.into_inner().image_ref)
+        self.p.env.pull_for(image, pod).await
     }
 
     pub async fn pull_ok(&self, image: &str, pod: Option<&PodSandboxConfig>) -> String {
@@ -127,38 +113,8 @@ impl Composite {
     }
 
     /// RunPodSandbox with a RuntimeClass handler; records the id for the leak checks.
-    pub async fn try_run_pod(
-        &self,
-        config: &PodSandboxConfig,
-        handler: &str,
-    ) -> Result<String, tonic::Status> {
-        let id = self
-            .p
-            .rt()
-            .await
-            .run_pod_sandbox(RunPodSandboxRequest {
-                config: Some(config.clone()),
-                runtime_handler: handler.to_string(),
-            })
-            .await?
-            .into_inner()
-            .pod_sandbox_id;
-        self.p
-            .pod_ids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(id.clone());
-        Ok(id)
-    }
-
     pub async fn run_pod(&self, config: &PodSandboxConfig, handler: &str) -> String {
-        match self.try_run_pod(config, handler).await {
-            Ok(id) => id,
-            Err(s) => {
-                self.crimux().dump_log();
-                panic!("RunPodSandbox (handler {handler:?}): {s:?}");
-            }
-        }
+        self.p.run_pod_on(config, handler).await
     }
 
     pub async fn pods(&self) -> Vec<PodSandbox> {
@@ -173,39 +129,17 @@ impl Composite {
     }
 
     pub async fn pod_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.pods().await.into_iter().map(|p| p.id).collect();
-        ids.sort();
-        ids
+        listed_pod_ids(self.p.rt().await, None).await
     }
 
     /// Container ids as ListContainers answers them (sorted, duplicates kept).
     pub async fn container_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self
-            .p
-            .rt()
-            .await
-            .list_containers(ListContainersRequest { filter: None })
-            .await
-            .expect("ListContainers")
-            .into_inner()
-            .containers
-            .into_iter()
-            .map(|c| c.id)
-            .collect();
-        ids.sort();
-        ids
+        listed_container_ids(self.p.rt().await, None).await
     }
 
     pub async fn pod_state(&self, id: &str) -> Result<i32, tonic::Status> {
-        self.p
-            .rt()
-            .await
-            .pod_sandbox_status(PodSandboxStatusRequest {
-                pod_sandbox_id: id.to_string(),
-                verbose: false,
-            })
-            .await
-            .map(|r| r.into_inner().status.map(|s| s.state).unwrap_or(-1))
+        let status = self.crimux().pod_status(id).await?;
+        Ok(status.map_or(-1, |s| s.state))
     }
 
     pub async fn assert_container_running(&self, id: &str) {
@@ -256,21 +190,6 @@ impl Drop for Delegate {
                 });
             });
         }
-        let address = self.containerd.socket();
-        let ctr = |args: &[&str]| {
-            Command::new("ctr")
-                .arg("--address")
-                .arg(&address)
-                .args(["--namespace", NS])
-                .args(args)
-                .output()
-        };
-        if let Ok(out) = ctr(&["tasks", "ls", "-q"]) {
-            for id in String::from_utf8_lossy(&out.stdout).lines() {
-                let _ = ctr(&["tasks", "kill", "-a", "-s", "SIGKILL", id]);
-                std::thread::sleep(Duration::from_millis(100));
-                let _ = ctr(&["tasks", "delete", "-f", id]);
-            }
-        }
+        leaks::kill_tasks(&self.containerd.socket());
     }
 }

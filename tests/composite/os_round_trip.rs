@@ -12,21 +12,19 @@
 //! Dropped in field order: the outer removes what pods are left (through the inner for the
 //! primary's), B's tasks are killed, then the inner crimux stops and its mounts go.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use k8s_cri::v1::{
-    ImageSpec, ImageStatusRequest, ListContainersRequest, ListImagesRequest, ListPodSandboxRequest,
-    PodSandboxConfig, PodSandboxState, PodSandboxStatusRequest, PullImageRequest,
+    ImageSpec, ImageStatusRequest, PodSandboxConfig, PodSandboxState, PullImageRequest,
 };
 use tonic::Code;
 use tonic_types::StatusExt;
 
 use crate::common::containerd::ContainerdClient;
 use crate::common::crimux::BackendConfig;
-use crate::common::runtime::{iptables_lines, mount_points, PodEnv, CNI_BIN_DIR};
-use crate::common::{eventually, test_images, Containerd, Crimux, CrimuxConfig, NS};
+use crate::common::leaks;
+use crate::common::runtime::PodEnv;
+use crate::common::{Containerd, Crimux, NS};
 use crate::env::Delegate;
 
 /// The outer's backends: the forwarding primary (declared Windows) and the Linux delegate,
@@ -59,15 +57,7 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.crimux.stop();
-        let root = self.crimux.config().root().display().to_string();
-        let mut mounts: Vec<String> = mount_points()
-            .into_iter()
-            .filter(|m| m.starts_with(&root))
-            .collect();
-        mounts.reverse();
-        for m in mounts {
-            let _ = Command::new("umount").arg("-l").arg(&m).output();
-        }
+        leaks::unmount_under(&self.crimux);
     }
 }
 
@@ -83,11 +73,7 @@ impl Node {
     async fn start() -> Node {
         let mut p = PodEnv::start().await;
         let inner_dir = p.net.dir.path().join("inner");
-        let mut inner = CrimuxConfig::new(&inner_dir, &p.env.containerd.address());
-        inner.backends[0].name = INNER_BACKEND.into();
-        inner.sandbox_image = p.pause_image.clone();
-        inner.registry_config_path = Some(p.env.certs_d());
-        inner.cni = Some((p.net.conf_dir(), vec![PathBuf::from(CNI_BIN_DIR)]));
+        let inner = p.sibling_config(&inner_dir, &p.env.containerd.address(), INNER_BACKEND);
         let inner = Inner {
             crimux: Crimux::start(inner).await,
         };
@@ -128,18 +114,10 @@ impl Node {
     /// PodSandboxStatus's state through `crimux`.
     async fn state(crimux: &Crimux, id: &str) -> i32 {
         crimux
-            .runtime()
-            .await
-            .pod_sandbox_status(PodSandboxStatusRequest {
-                pod_sandbox_id: id.to_string(),
-                verbose: false,
-            })
+            .pod_status(id)
             .await
             .unwrap_or_else(|s| panic!("PodSandboxStatus {id}: {s:?}"))
-            .into_inner()
-            .status
-            .map(|s| s.state)
-            .unwrap_or(-1)
+            .map_or(-1, |s| s.state)
     }
 
     /// kubelet's `IfNotPresent` check: ImageStatus through the outer; the image id.
@@ -160,122 +138,24 @@ impl Node {
             .id
     }
 
-    /// `(image id, repo tags, pinned)` of every image `crimux` lists.
-    async fn listed_images(crimux: &Crimux) -> Vec<(String, Vec<String>, bool)> {
-        crimux
-            .images()
-            .await
-            .list_images(ListImagesRequest { filter: None })
-            .await
-            .expect("ListImages")
-            .into_inner()
-            .images
-            .into_iter()
-            .map(|i| (i.id, i.repo_tags, i.pinned))
-            .collect()
-    }
-
     /// What must be gone once every pod is removed: containerd objects on A and B that
     /// are not image layers, mounts under both crimux roots (their netns pin directories
     /// aside), iptables rules naming the test's pods, and pods or containers either crimux
     /// lists.
     async fn leftovers(&self) -> Vec<String> {
-        let mut left = Vec::new();
-        for (side, ctrd) in [("A", self.ctrd_a().await), ("B", self.ctrd_b().await)] {
-            left.extend(containerd_leftovers(side, &ctrd).await);
-        }
+        let mut left = leaks::containerd_leftovers(&self.ctrd_a().await, "A: ").await;
+        left.extend(leaks::containerd_leftovers(&self.ctrd_b().await, "B: ").await);
         let pins = [
-            self.inner
-                .crimux
-                .config()
-                .root()
-                .join("backends")
-                .join(INNER_BACKEND)
-                .join("netns"),
-            self.p
-                .env
-                .crimux
-                .config()
-                .root()
-                .join("backends")
-                .join(LINUX)
-                .join("netns"),
+            leaks::netns_pin_dir(&self.inner.crimux, INNER_BACKEND),
+            leaks::netns_pin_dir(&self.p.env.crimux, LINUX),
         ];
-        let pins: Vec<String> = pins.iter().map(|p| p.display().to_string()).collect();
         for crimux in [&self.inner.crimux, &self.p.env.crimux] {
-            let root = crimux.config().root().display().to_string();
-            left.extend(
-                mount_points()
-                    .into_iter()
-                    .filter(|m| m.starts_with(&root) && !pins.contains(m))
-                    .map(|m| format!("mount {m}")),
-            );
-            let mut rt = crimux.runtime().await;
-            let pods = rt
-                .list_pod_sandbox(ListPodSandboxRequest::default())
-                .await
-                .expect("ListPodSandbox")
-                .into_inner()
-                .items;
-            left.extend(pods.into_iter().map(|p| format!("listed pod {}", p.id)));
-            let containers = rt
-                .list_containers(ListContainersRequest::default())
-                .await
-                .expect("ListContainers")
-                .into_inner()
-                .containers;
-            left.extend(
-                containers
-                    .into_iter()
-                    .map(|c| format!("listed container {}", c.id)),
-            );
+            left.extend(leaks::mounts_left(crimux, &pins));
+            left.extend(leaks::listed_left(crimux, "listed ").await);
         }
-        let ids = self
-            .p
-            .pod_ids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for line in iptables_lines() {
-            if ids.iter().any(|id| line.contains(id.as_str())) {
-                left.push(format!("iptables {line}"));
-            }
-        }
+        left.extend(leaks::iptables_left(&self.p.created_pods()));
         left
     }
-}
-
-/// Containers, tasks, leases and snapshots other than the test images' layers.
-async fn containerd_leftovers(side: &str, ctrd: &ContainerdClient) -> Vec<String> {
-    let mut left: Vec<String> = ctrd
-        .container_ids(NS)
-        .await
-        .into_iter()
-        .map(|id| format!("{side}: container {id}"))
-        .collect();
-    left.extend(
-        ctrd.tasks(NS)
-            .await
-            .into_keys()
-            .map(|id| format!("{side}: task {id}")),
-    );
-    let images = test_images();
-    let layers: Vec<String> = ["busybox:latest", "pause:latest"]
-        .iter()
-        .flat_map(|n| images.get(n).chain_ids.clone())
-        .collect();
-    for s in ctrd.snapshots(NS).await {
-        if s.kind != 3 || !layers.contains(&s.name) {
-            left.push(format!("{side}: snapshot {} (kind {})", s.name, s.kind));
-        }
-    }
-    left.extend(
-        ctrd.leases(NS)
-            .await
-            .into_iter()
-            .map(|l| format!("{side}: lease {}", l.id)),
-    );
-    left
 }
 
 fn attempt(pod: &PodSandboxConfig, n: u32) -> PodSandboxConfig {
@@ -388,7 +268,7 @@ async fn linux_image_in_a_pod_on_the_windows_primary_goes_round_to_the_linux_del
     // busybox is not.
     let pause_ref = p.pause_image.clone();
     for crimux in [&p.env.crimux, &node.inner.crimux] {
-        let listed = Node::listed_images(crimux).await;
+        let listed = crimux.listed_images().await;
         let pause = listed
             .iter()
             .find(|(_, tags, _)| tags.contains(&pause_ref))
@@ -419,13 +299,8 @@ async fn linux_image_in_a_pod_on_the_windows_primary_goes_round_to_the_linux_del
     for id in [&first, &second] {
         p.stop_remove_pod(id).await;
     }
-    eventually("nothing left behind", Duration::from_secs(20), || async {
-        let left = node.leftovers().await;
-        if left.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("left over: {left:#?}"))
-        }
+    leaks::assert_nothing_left("nothing left behind", Duration::from_secs(20), || {
+        node.leftovers()
     })
     .await;
 }

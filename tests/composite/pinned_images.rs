@@ -3,26 +3,11 @@
 //! its containerd records carry the pin labels; an image pulled for a container is not
 //! pinned. RemoveImage still removes a pinned image, as containerd's CRI does.
 
-use k8s_cri::v1::{ImageStatusRequest, ListImagesRequest, RemoveImageRequest};
+use k8s_cri::v1::{ImageStatusRequest, RemoveImageRequest};
 
 use crate::common::runtime::PodEnv;
 use crate::common::{spec, NS};
 use crate::os_round_trip::PINNED;
-
-/// `(repo tags, pinned)` of every image crimux lists.
-async fn listed(p: &PodEnv) -> Vec<(Vec<String>, bool)> {
-    p.env
-        .images()
-        .await
-        .list_images(ListImagesRequest { filter: None })
-        .await
-        .expect("ListImages")
-        .into_inner()
-        .images
-        .into_iter()
-        .map(|i| (i.repo_tags, i.pinned))
-        .collect()
-}
 
 #[tokio::test]
 async fn pause_image_is_pinned_and_container_images_are_not() {
@@ -31,12 +16,12 @@ async fn pause_image_is_pinned_and_container_images_are_not() {
     let id = p.run_pod(&pod).await;
     let busybox = p.env.pull_ok(&p.busybox).await;
 
-    let images = listed(&p).await;
+    let images = p.env.crimux.listed_images().await;
     let pinned = |name: &str| {
         images
             .iter()
-            .find(|(tags, _)| tags.iter().any(|t| t == name))
-            .map(|(_, pinned)| *pinned)
+            .find(|(_, tags, _)| tags.iter().any(|t| t == name))
+            .map(|(_, _, pinned)| *pinned)
             .unwrap_or_else(|| panic!("{name} not listed: {images:?}"))
     };
     assert!(pinned(&p.pause_image), "pause not pinned: {images:?}");
@@ -80,9 +65,12 @@ async fn pause_image_is_pinned_and_container_images_are_not() {
         })
         .await
         .expect("RemoveImage of the pinned pause");
-    assert!(!listed(&p)
+    assert!(!p
+        .env
+        .crimux
+        .listed_images()
         .await
         .iter()
-        .any(|(tags, _)| tags.contains(&p.pause_image)));
+        .any(|(_, tags, _)| tags.contains(&p.pause_image)));
     p.assert_no_leaks().await;
 }

@@ -4,10 +4,7 @@
 
 use std::time::Duration;
 
-use k8s_cri::v1::{
-    ContainerState, ContainerStatsRequest, ContainerStatusRequest, ExecSyncRequest,
-    ListContainerStatsRequest, PodSandboxState, PodSandboxStatsRequest,
-};
+use k8s_cri::v1::{ContainerState, ContainerStatusRequest, ExecSyncRequest, PodSandboxState};
 use tonic::Code;
 
 use crate::common::runtime::parse_cri_log_line;
@@ -110,56 +107,9 @@ async fn wsl2_pod_runs_on_the_tls_delegate_and_its_routes_survive_a_crimux_kill(
     assert_logged(&c, &here, "hc", "hello-primary").await;
     let out = c.p.sh(&there_c, "echo $GREETING; hostname").await;
     assert_eq!(out, "hello world\nthere-host\n");
-    let stats =
-        c.p.rt()
-            .await
-            .container_stats(ContainerStatsRequest {
-                container_id: there_c.clone(),
-            })
-            .await
-            .expect("ContainerStats on the delegate")
-            .into_inner()
-            .stats
-            .expect("stats");
-    assert_eq!(
-        stats.attributes.as_ref().map(|a| a.id.as_str()),
-        Some(there_c.as_str())
-    );
-    assert!(
-        stats
-            .memory
-            .as_ref()
-            .and_then(|m| m.working_set_bytes.as_ref())
-            .is_some_and(|v| v.value > 0),
-        "{stats:?}"
-    );
-    let pod_stats =
-        c.p.rt()
-            .await
-            .pod_sandbox_stats(PodSandboxStatsRequest {
-                pod_sandbox_id: there_id.clone(),
-            })
-            .await
-            .expect("PodSandboxStats on the delegate")
-            .into_inner()
-            .stats
-            .expect("pod stats");
-    assert_eq!(
-        pod_stats.attributes.as_ref().map(|a| a.id.as_str()),
-        Some(there_id.as_str())
-    );
-    let mut stat_ids: Vec<String> =
-        c.p.rt()
-            .await
-            .list_container_stats(ListContainerStatsRequest { filter: None })
-            .await
-            .expect("ListContainerStats")
-            .into_inner()
-            .stats
-            .into_iter()
-            .filter_map(|s| s.attributes.map(|a| a.id))
-            .collect();
-    stat_ids.sort();
+    c.p.live_container_stats(&there_c).await;
+    c.p.pod_stats(&there_id).await;
+    let stat_ids = c.p.stats_ids().await;
     let mut both = vec![here_c.clone(), there_c.clone()];
     both.sort();
     assert_eq!(stat_ids, both, "merged container stats");
@@ -313,11 +263,11 @@ async fn delegate_down_keeps_the_primary_working_and_is_reconciled_when_back() {
             .expect_err("CreateContainer on a down backend")
             .code();
     assert_eq!(code, Code::Unavailable);
-    let code = c
-        .try_run_pod(&c.p.pod_config("nowhere"), HANDLER)
-        .await
-        .expect_err("RunPodSandbox on a down backend")
-        .code();
+    let code =
+        c.p.try_run_pod_on(&c.p.pod_config("nowhere"), HANDLER)
+            .await
+            .expect_err("RunPodSandbox on a down backend")
+            .code();
     assert_eq!(code, Code::Unavailable);
 
     // Back: everything is reconciled.

@@ -150,10 +150,10 @@ async fn linux_pod_with_unknown_image_os_is_placed_on_the_primary_then_on_the_de
 
     // Nothing is known of the pod: its first sandbox goes to the (simulated Windows)
     // primary, which cannot run it on this machine.
-    let err = c
-        .try_run_pod(&pod, "")
-        .await
-        .expect_err("a sandbox ran on the simulated Windows primary");
+    let err =
+        c.p.try_run_pod_on(&pod, "")
+            .await
+            .expect_err("a sandbox ran on the simulated Windows primary");
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     assert!(
         err.message().contains("HCN"),

@@ -14,23 +14,17 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use k8s_cri::v1::{
-    ListContainersRequest, ListPodSandboxRequest, PodSandboxConfig, PullImageRequest,
-    RemovePodSandboxRequest, RunPodSandboxRequest, StopPodSandboxRequest,
-};
+use k8s_cri::v1::PodSandboxConfig;
 use tempfile::TempDir;
-use tonic::transport::Channel;
 
 use crate::common::certs::Certs;
 use crate::common::containerd::{ContainerdClient, Relay};
-use crate::common::crimux::CrimuxConfig;
+use crate::common::leaks;
 use crate::common::process::free_port;
-use crate::common::runtime::{mount_points, random_u64, PodEnv, CNI_BIN_DIR};
-use crate::common::{eventually, test_images, Containerd, Crimux, NS};
+use crate::common::runtime::{listed_container_ids, listed_pod_ids, random_u64, PodEnv};
+use crate::common::{Containerd, Crimux};
 
 /// The delegate's backend name on the outer crimux, and the RuntimeClass handler it serves
 /// (forwarded as the inner crimux's default handler).
@@ -73,11 +67,11 @@ impl Delegated {
         // containerd B and the inner crimux: the same pause image, registries and CNI
         // network as the outer's pods (one bridge, one IPAM directory).
         let containerd = Containerd::start().await;
-        let mut inner_config = CrimuxConfig::new(&dir.path().join("inner"), &containerd.address());
-        inner_config.backends[0].name = INNER_BACKEND.into();
-        inner_config.sandbox_image = p.pause_image.clone();
-        inner_config.registry_config_path = Some(p.env.certs_d());
-        inner_config.cni = Some((p.net.conf_dir(), vec![PathBuf::from(CNI_BIN_DIR)]));
+        let inner_config = p.sibling_config(
+            &dir.path().join("inner"),
+            &containerd.address(),
+            INNER_BACKEND,
+        );
         let crimux = Crimux::start(inner_config).await;
         let port = free_port();
         let tls = certs.server_config();
@@ -135,50 +129,15 @@ impl Delegated {
 
     /// PullImage through the outer crimux, for `pod` (as kubelet does).
     pub async fn pull_for(&self, image: &str, pod: &PodSandboxConfig) {
-        let pulled = self
-            .p
-            .env
-            .images()
-            .await
-            .pull_image(PullImageRequest {
-                image: Some(crate::common::spec(image)),
-                auth: None,
-                sandbox_config: Some(pod.clone()),
-            })
-            .await;
-        if let Err(status) = pulled {
+        if let Err(status) = self.p.env.pull_for(image, Some(pod)).await {
             self.dump_logs();
             panic!("PullImage {image} for pod: {status:?}");
         }
     }
 
-    /// RunPodSandbox through the outer crimux with `handler`.
-    pub async fn try_run_pod(
-        &self,
-        config: &PodSandboxConfig,
-        handler: &str,
-    ) -> Result<String, tonic::Status> {
-        let id = self
-            .p
-            .rt()
-            .await
-            .run_pod_sandbox(RunPodSandboxRequest {
-                config: Some(config.clone()),
-                runtime_handler: handler.to_string(),
-            })
-            .await?
-            .into_inner()
-            .pod_sandbox_id;
-        self.p
-            .pod_ids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(id.clone());
-        Ok(id)
-    }
-
+    /// RunPodSandbox through the outer crimux with `handler`; both crimux logs on failure.
     pub async fn run_pod(&self, config: &PodSandboxConfig, handler: &str) -> String {
-        match self.try_run_pod(config, handler).await {
+        match self.p.try_run_pod_on(config, handler).await {
             Ok(id) => id,
             Err(status) => {
                 self.dump_logs();
@@ -189,19 +148,19 @@ impl Delegated {
 
     /// Pod ids the outer crimux lists, sorted.
     pub async fn outer_pods(&self) -> Vec<String> {
-        pod_ids(self.p.rt().await).await
+        listed_pod_ids(self.p.rt().await, None).await
     }
 
     pub async fn outer_containers(&self) -> Vec<String> {
-        container_ids(self.p.rt().await).await
+        listed_container_ids(self.p.rt().await, None).await
     }
 
     pub async fn inner_pods(&self) -> Vec<String> {
-        pod_ids(self.inner.crimux.runtime().await).await
+        listed_pod_ids(self.inner.crimux.runtime().await, None).await
     }
 
     pub async fn inner_containers(&self) -> Vec<String> {
-        container_ids(self.inner.crimux.runtime().await).await
+        listed_container_ids(self.inner.crimux.runtime().await, None).await
     }
 
     pub async fn ctrd_a(&self) -> ContainerdClient {
@@ -216,71 +175,21 @@ impl Delegated {
     /// containers, tasks, leases and snapshots that are not image layers, mounts under the
     /// inner crimux's root (its netns pin directory aside), and the inner crimux's lists.
     pub async fn inner_leftovers(&self) -> Vec<String> {
-        let b = self.ctrd_b().await;
-        let mut left: Vec<String> = b
-            .container_ids(NS)
-            .await
-            .into_iter()
-            .map(|id| format!("container {id}"))
-            .collect();
-        left.extend(b.tasks(NS).await.into_keys().map(|id| format!("task {id}")));
-        let images = test_images();
-        let layers: Vec<String> = ["busybox:latest", "pause:latest"]
-            .iter()
-            .flat_map(|n| images.get(n).chain_ids.clone())
-            .collect();
-        for s in b.snapshots(NS).await {
-            if s.kind != 3 || !layers.contains(&s.name) {
-                left.push(format!("snapshot {} (kind {})", s.name, s.kind));
-            }
-        }
-        left.extend(
-            b.leases(NS)
-                .await
-                .into_iter()
-                .map(|l| format!("lease {}", l.id)),
-        );
-        let root = self.inner.crimux.config().root();
-        let pin_dir = root
-            .join("backends")
-            .join(INNER_BACKEND)
-            .join("netns")
-            .display()
-            .to_string();
-        let root = root.display().to_string();
-        left.extend(
-            mount_points()
-                .into_iter()
-                .filter(|m| m.starts_with(&root) && *m != pin_dir)
-                .map(|m| format!("mount {m}")),
-        );
-        left.extend(
-            self.inner_pods()
-                .await
-                .into_iter()
-                .map(|id| format!("inner crimux pod {id}")),
-        );
-        left.extend(
-            self.inner_containers()
-                .await
-                .into_iter()
-                .map(|id| format!("inner crimux container {id}")),
-        );
+        let inner = &self.inner.crimux;
+        let mut left = leaks::containerd_leftovers(&self.ctrd_b().await, "").await;
+        left.extend(leaks::mounts_left(
+            inner,
+            &[leaks::netns_pin_dir(inner, INNER_BACKEND)],
+        ));
+        left.extend(leaks::listed_left(inner, "inner crimux ").await);
         left
     }
 
     pub async fn assert_inner_clean(&self) {
-        eventually(
+        leaks::assert_nothing_left(
             "nothing left on the delegate side",
             Duration::from_secs(20),
-            || async {
-                let left = self.inner_leftovers().await;
-                if left.is_empty() {
-                    Ok(())
-                } else {
-                    Err(format!("left over: {left:#?}"))
-                }
-            },
+            || self.inner_leftovers(),
         )
         .await;
     }
@@ -326,98 +235,12 @@ fn cri_backend_toml(port: u16, certs: &Certs, dir: &Path, win_prefix: &str) -> S
     )
 }
 
-async fn pod_ids(mut rt: RuntimeServiceClient<Channel>) -> Vec<String> {
-    let mut ids: Vec<String> = rt
-        .list_pod_sandbox(ListPodSandboxRequest { filter: None })
-        .await
-        .expect("ListPodSandbox")
-        .into_inner()
-        .items
-        .into_iter()
-        .map(|p| p.id)
-        .collect();
-    ids.sort();
-    ids
-}
-
-async fn container_ids(mut rt: RuntimeServiceClient<Channel>) -> Vec<String> {
-    let mut ids: Vec<String> = rt
-        .list_containers(ListContainersRequest { filter: None })
-        .await
-        .expect("ListContainers")
-        .into_inner()
-        .containers
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
-    ids.sort();
-    ids
-}
-
 impl Drop for Inner {
     fn drop(&mut self) {
         // What the outer did not remove, through the inner crimux (CNI DEL, netns, files).
-        let socket = self.crimux.socket();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                let cleanup = async {
-                    let channel = crate::common::crimux::try_connect(&socket).await.ok()?;
-                    let mut client = RuntimeServiceClient::new(channel);
-                    let pods = client
-                        .list_pod_sandbox(ListPodSandboxRequest::default())
-                        .await
-                        .ok()?
-                        .into_inner()
-                        .items;
-                    for pod in pods {
-                        let _ = client
-                            .stop_pod_sandbox(StopPodSandboxRequest {
-                                pod_sandbox_id: pod.id.clone(),
-                            })
-                            .await;
-                        let _ = client
-                            .remove_pod_sandbox(RemovePodSandboxRequest {
-                                pod_sandbox_id: pod.id,
-                            })
-                            .await;
-                    }
-                    Some(())
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(60), cleanup).await;
-            });
-        })
-        .join();
-        let address = self.containerd.socket();
-        let ctr = |args: &[&str]| {
-            Command::new("ctr")
-                .arg("--address")
-                .arg(&address)
-                .args(["--namespace", NS])
-                .args(args)
-                .output()
-        };
-        if let Ok(out) = ctr(&["tasks", "ls", "-q"]) {
-            for id in String::from_utf8_lossy(&out.stdout).lines() {
-                let _ = ctr(&["tasks", "kill", "-a", "-s", "SIGKILL", id]);
-                std::thread::sleep(Duration::from_millis(100));
-                let _ = ctr(&["tasks", "delete", "-f", id]);
-            }
-        }
-        let root = self.crimux.config().root().display().to_string();
-        let mut mounts: Vec<String> = mount_points()
-            .into_iter()
-            .filter(|m| m.starts_with(&root))
-            .collect();
-        mounts.reverse();
-        for m in mounts {
-            let _ = Command::new("umount").arg("-l").arg(&m).output();
-        }
+        leaks::remove_pods_through(self.crimux.socket());
+        leaks::kill_tasks(&self.containerd.socket());
+        leaks::unmount_under(&self.crimux);
     }
 }
 

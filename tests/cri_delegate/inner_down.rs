@@ -69,10 +69,10 @@ async fn inner_crimux_down_gives_unavailable_and_its_pods_stay_listed() {
             .await
             .expect_err("PodSandboxStatus");
         assert_eq!(err.code(), Code::Unavailable, "{how}: {err:?}");
-        let err = d
-            .try_run_pod(&d.p.pod_config("nowhere"), HANDLER)
-            .await
-            .expect_err("RunPodSandbox");
+        let err =
+            d.p.try_run_pod_on(&d.p.pod_config("nowhere"), HANDLER)
+                .await
+                .expect_err("RunPodSandbox");
         assert_eq!(err.code(), Code::Unavailable, "{how}: {err:?}");
         // The runtime status says which backend is unreachable.
         let status = rt

@@ -5,17 +5,15 @@
 use std::time::Duration;
 
 use k8s_cri::v1::{
-    ContainerEventType, ContainerStatsRequest, GetEventsRequest, ListContainerStatsRequest,
-    PodSandboxState, PodSandboxStatsRequest, PodSandboxStatusRequest, RemoveContainerRequest,
+    ContainerEventType, GetEventsRequest, PodSandboxState, RemoveContainerRequest,
     StopContainerRequest,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_stream::StreamExt;
 
 use crimux_streaming::client;
 
 use crate::common::runtime::parse_cri_log_line;
-use crate::common::streaming::{exec_url, port_forward_url, Streams};
+use crate::common::streaming::{exec_url, http_get, port_forward_url, Streams};
 use crate::common::{eventually, NS};
 use crate::env::{has_requested_id, Delegated, HANDLER};
 
@@ -106,16 +104,9 @@ async fn wsl2_pod_runs_on_the_inner_crimux_through_the_outer() {
     let status = d
         .inner
         .crimux
-        .runtime()
-        .await
-        .pod_sandbox_status(PodSandboxStatusRequest {
-            pod_sandbox_id: there_id.clone(),
-            verbose: false,
-        })
+        .pod_status(&there_id)
         .await
         .expect("inner PodSandboxStatus")
-        .into_inner()
-        .status
         .expect("status");
     assert!(!has_requested_id(&status.annotations), "{status:?}");
     assert_eq!(
@@ -250,16 +241,7 @@ async fn wsl2_pod_runs_on_the_inner_crimux_through_the_outer() {
         .await
         .expect("port-forward session");
     let mut fwd = session.open(8080).await.expect("forward 8080");
-    fwd.io
-        .write_all(b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n")
-        .await
-        .expect("write request");
-    let mut response = Vec::new();
-    tokio::time::timeout(10 * SECOND, fwd.io.read_to_end(&mut response))
-        .await
-        .expect("response within 10 s")
-        .expect("read response");
-    let response = String::from_utf8_lossy(&response);
+    let response = http_get(&mut fwd).await;
     assert!(
         response.starts_with("HTTP/1.") && response.contains("hello-from-the-distro"),
         "{response:?}"
@@ -267,50 +249,9 @@ async fn wsl2_pod_runs_on_the_inner_crimux_through_the_outer() {
     session.close().await;
 
     // Stats, per container, per pod and listed.
-    let mut rt = d.p.rt().await;
-    let stats = rt
-        .container_stats(ContainerStatsRequest {
-            container_id: cid.clone(),
-        })
-        .await
-        .expect("ContainerStats")
-        .into_inner()
-        .stats
-        .expect("stats");
-    assert_eq!(
-        stats.attributes.as_ref().map(|a| a.id.as_str()),
-        Some(cid.as_str())
-    );
-    assert!(
-        stats
-            .memory
-            .as_ref()
-            .and_then(|m| m.working_set_bytes.as_ref())
-            .is_some_and(|v| v.value > 0),
-        "{stats:?}"
-    );
-    let pod_stats = rt
-        .pod_sandbox_stats(PodSandboxStatsRequest {
-            pod_sandbox_id: there_id.clone(),
-        })
-        .await
-        .expect("PodSandboxStats")
-        .into_inner()
-        .stats
-        .expect("pod stats");
-    assert_eq!(
-        pod_stats.attributes.as_ref().map(|a| a.id.as_str()),
-        Some(there_id.as_str())
-    );
-    let listed: Vec<String> = rt
-        .list_container_stats(ListContainerStatsRequest { filter: None })
-        .await
-        .expect("ListContainerStats")
-        .into_inner()
-        .stats
-        .into_iter()
-        .filter_map(|s| s.attributes.map(|a| a.id))
-        .collect();
+    d.p.live_container_stats(&cid).await;
+    d.p.pod_stats(&there_id).await;
+    let listed = d.p.stats_ids().await;
     assert!(listed.contains(&cid) && listed.contains(&web), "{listed:?}");
 
     // A default-handler pod stays on containerd A, and the inner crimux never sees it.
@@ -343,18 +284,12 @@ async fn wsl2_pod_runs_on_the_inner_crimux_through_the_outer() {
         ctrs,
         "containers after the restart"
     );
-    let state =
-        d.p.rt()
-            .await
-            .pod_sandbox_status(PodSandboxStatusRequest {
-                pod_sandbox_id: there_id.clone(),
-                verbose: false,
-            })
-            .await
-            .expect("PodSandboxStatus after the restart")
-            .into_inner()
-            .status
-            .map(|s| s.state);
+    let state = d
+        .outer()
+        .pod_status(&there_id)
+        .await
+        .expect("PodSandboxStatus after the restart")
+        .map(|s| s.state);
     assert_eq!(state, Some(PodSandboxState::SandboxReady as i32));
     assert_eq!(d.p.sh(&cid, "hostname").await, "there-host\n");
     assert_eq!(d.p.sh(&here_c, "hostname").await, "here-host\n");

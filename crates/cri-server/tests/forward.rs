@@ -247,17 +247,7 @@ async fn ids_paths_and_handlers_cross_the_forward() {
     assert_eq!(inner.fake.container_ids(), [c.as_str()]);
 
     // It received its own paths...
-    let raw = inner
-        .runtime()
-        .container_status(v1::ContainerStatusRequest {
-            container_id: c.0.clone(),
-            verbose: false,
-        })
-        .await
-        .expect("inner status")
-        .into_inner()
-        .status
-        .expect("status");
+    let raw = inner.container_status(&c.0).await;
     assert_eq!(raw.log_path, "web/0.log");
     let hosts: Vec<&str> = raw.mounts.iter().map(|m| m.host_path.as_str()).collect();
     assert_eq!(hosts, ["/mnt/c/Data/web", "/var/lib/crimux/hosts"]);
@@ -280,17 +270,7 @@ async fn ids_paths_and_handlers_cross_the_forward() {
         )
         .await
         .expect("second container");
-    let raw = inner
-        .runtime()
-        .container_status(v1::ContainerStatusRequest {
-            container_id: c2.0.clone(),
-            verbose: false,
-        })
-        .await
-        .expect("inner status")
-        .into_inner()
-        .status
-        .expect("status");
+    let raw = inner.container_status(&c2.0).await;
     assert_eq!(raw.log_path, "/mnt/c/logs/side.log");
     let status = backend.container_status(&c2, false).await.expect("status");
     assert_eq!(status.log_path, "C:\\logs\\side.log");
@@ -299,17 +279,7 @@ async fn ids_paths_and_handlers_cross_the_forward() {
     let sandbox = backend.pod_sandbox_status(&p, false).await.expect("status");
     assert_eq!(sandbox.summary.runtime_handler, "wsl");
     assert_eq!(sandbox.summary.state, SandboxState::Ready);
-    let raw = inner
-        .runtime()
-        .pod_sandbox_status(v1::PodSandboxStatusRequest {
-            pod_sandbox_id: p.0.clone(),
-            verbose: false,
-        })
-        .await
-        .expect("inner sandbox status")
-        .into_inner()
-        .status
-        .expect("status");
+    let raw = inner.sandbox_status(&p.0).await;
     assert_eq!(raw.runtime_handler, "");
     let listed = backend.list_pod_sandboxes().await.expect("list");
     assert_eq!(listed.len(), 1);

@@ -5,6 +5,7 @@ pub(crate) mod host;
 pub(crate) mod image;
 pub(crate) mod lock;
 pub(crate) mod object;
+pub(crate) mod options;
 pub(crate) mod record_cache;
 pub(crate) mod runc;
 pub(crate) mod runhcs;

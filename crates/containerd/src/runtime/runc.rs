@@ -5,6 +5,8 @@
 use crimux_core::{Error, Result};
 use serde_json::Value;
 
+use super::options::{self, bad, unsupported, want_bool, want_string};
+
 /// `type_url` the runc shim decodes its options from.
 pub(crate) const RUNC_OPTIONS_TYPE_URL: &str = "containerd.runc.v1.Options";
 /// Runtime types whose options are runc's (`io.containerd.runc.v2`).
@@ -37,59 +39,32 @@ pub(crate) struct RuncOptions {
     pub criu_work_path: String,
 }
 
-fn want_bool(key: &str, v: &Value) -> Result<bool> {
-    v.as_bool()
-        .ok_or_else(|| Error::InvalidArgument(format!("runtime option {key} must be a boolean")))
-}
-
-fn want_string(key: &str, v: &Value) -> Result<String> {
-    v.as_str()
-        .map(String::from)
-        .ok_or_else(|| Error::InvalidArgument(format!("runtime option {key} must be a string")))
-}
-
 fn want_u32(key: &str, v: &Value) -> Result<u32> {
     v.as_u64()
         .and_then(|n| u32::try_from(n).ok())
-        .ok_or_else(|| Error::InvalidArgument(format!("runtime option {key} must be a uid/gid")))
+        .ok_or_else(|| bad(key, "a uid/gid"))
+}
+
+fn set(o: &mut RuncOptions, norm: &str, key: &str, v: &Value) -> Result<()> {
+    match norm {
+        "nopivotroot" => o.no_pivot_root = want_bool(key, v)?,
+        "nonewkeyring" => o.no_new_keyring = want_bool(key, v)?,
+        "shimcgroup" => o.shim_cgroup = want_string(key, v)?,
+        "iouid" => o.io_uid = want_u32(key, v)?,
+        "iogid" => o.io_gid = want_u32(key, v)?,
+        "binaryname" => o.binary_name = want_string(key, v)?,
+        "root" => o.root = want_string(key, v)?,
+        "systemdcgroup" => o.systemd_cgroup = want_bool(key, v)?,
+        "criuimagepath" => o.criu_image_path = want_string(key, v)?,
+        "criuworkpath" => o.criu_work_path = want_string(key, v)?,
+        _ => return Err(unsupported("runc", key)),
+    }
+    Ok(())
 }
 
 /// Parses the operator's options for a runc runtime.
 pub(crate) fn parse(json: &str) -> Result<RuncOptions> {
-    let value: Value = serde_json::from_str(json)
-        .map_err(|e| Error::InvalidArgument(format!("runtime options are not JSON: {e}")))?;
-    let Value::Object(map) = value else {
-        return Err(Error::InvalidArgument(
-            "runtime options must be a table".into(),
-        ));
-    };
-    let mut o = RuncOptions::default();
-    for (key, v) in &map {
-        // `BinaryName`, `binary_name` and `binaryname` all name the same field.
-        let norm: String = key
-            .chars()
-            .filter(|c| *c != '_')
-            .map(|c| c.to_ascii_lowercase())
-            .collect();
-        match norm.as_str() {
-            "nopivotroot" => o.no_pivot_root = want_bool(key, v)?,
-            "nonewkeyring" => o.no_new_keyring = want_bool(key, v)?,
-            "shimcgroup" => o.shim_cgroup = want_string(key, v)?,
-            "iouid" => o.io_uid = want_u32(key, v)?,
-            "iogid" => o.io_gid = want_u32(key, v)?,
-            "binaryname" => o.binary_name = want_string(key, v)?,
-            "root" => o.root = want_string(key, v)?,
-            "systemdcgroup" => o.systemd_cgroup = want_bool(key, v)?,
-            "criuimagepath" => o.criu_image_path = want_string(key, v)?,
-            "criuworkpath" => o.criu_work_path = want_string(key, v)?,
-            _ => {
-                return Err(Error::InvalidArgument(format!(
-                    "unsupported runc runtime option {key:?}"
-                )))
-            }
-        }
-    }
-    Ok(o)
+    options::parse(json, set)
 }
 
 /// The `Runtime.options` of a container object: `None` without options; runc options
@@ -97,7 +72,7 @@ pub(crate) fn parse(json: &str) -> Result<RuncOptions> {
 /// [`super::runhcs`]) encoded for the shim; options for other runtimes are refused, since
 /// crimux cannot encode them.
 pub(crate) fn options_any(runtime_type: &str, json: &str) -> Result<Option<prost_types::Any>> {
-    if json.trim().is_empty() || json.trim() == "{}" {
+    if options::absent(json) {
         return Ok(None);
     }
     if runtime_type.starts_with(RUNHCS_PREFIX) {

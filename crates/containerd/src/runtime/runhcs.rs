@@ -6,8 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use crimux_core::{Error, Result};
+use crimux_core::Result;
 use serde_json::Value;
+
+use super::options::{self, bad, unsupported, want_bool, want_string};
 
 /// `type_url` the runhcs shim decodes its options from (containerd's `typeurl` names a
 /// protobuf message by its full name, as for runc's options).
@@ -93,20 +95,6 @@ const LOG_LEVELS: &[&str] = &[
     "trace", "debug", "info", "warn", "warning", "error", "fatal", "panic",
 ];
 
-fn bad(key: &str, what: &str) -> Error {
-    Error::InvalidArgument(format!("runhcs runtime option {key} must be {what}"))
-}
-
-fn want_bool(key: &str, v: &Value) -> Result<bool> {
-    v.as_bool().ok_or_else(|| bad(key, "a boolean"))
-}
-
-fn want_string(key: &str, v: &Value) -> Result<String> {
-    v.as_str()
-        .map(String::from)
-        .ok_or_else(|| bad(key, "a string"))
-}
-
 /// A non-negative `int32` (counts, sizes, seconds: the shim reads 0 as its default).
 fn want_count(key: &str, v: &Value) -> Result<i32> {
     v.as_u64()
@@ -151,14 +139,8 @@ fn want_string_map(key: &str, v: &Value) -> Result<BTreeMap<String, String>> {
         .collect()
 }
 
-fn set(o: &mut RunhcsOptions, key: &str, v: &Value) -> Result<()> {
-    // `SandboxIsolation`, `sandbox_isolation` and `sandboxisolation` all name one field.
-    let norm: String = key
-        .chars()
-        .filter(|c| *c != '_')
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    match norm.as_str() {
+fn set(o: &mut RunhcsOptions, norm: &str, key: &str, v: &Value) -> Result<()> {
+    match norm {
         "debug" => o.debug = want_bool(key, v)?,
         "debugtype" => o.debug_type = want_enum(key, v, &["NPIPE", "FILE", "ETW"])?,
         "registryroot" => o.registry_root = want_string(key, v)?,
@@ -185,11 +167,7 @@ fn set(o: &mut RunhcsOptions, key: &str, v: &Value) -> Result<()> {
         }
         "noinherithosttimezone" => o.no_inherit_host_timezone = want_bool(key, v)?,
         "scrublogs" => o.scrub_logs = Some(want_bool(key, v)?),
-        _ => {
-            return Err(Error::InvalidArgument(format!(
-                "unsupported runhcs runtime option {key:?}"
-            )))
-        }
+        _ => return Err(unsupported("runhcs", key)),
     }
     Ok(())
 }
@@ -197,23 +175,12 @@ fn set(o: &mut RunhcsOptions, key: &str, v: &Value) -> Result<()> {
 /// Parses the operator's options for an hcsshim runtime. Unknown keys and mistyped values
 /// are InvalidArgument naming the key.
 pub(crate) fn parse(json: &str) -> Result<RunhcsOptions> {
-    let value: Value = serde_json::from_str(json)
-        .map_err(|e| Error::InvalidArgument(format!("runtime options are not JSON: {e}")))?;
-    let Value::Object(map) = value else {
-        return Err(Error::InvalidArgument(
-            "runtime options must be a table".into(),
-        ));
-    };
-    let mut o = RunhcsOptions::default();
-    for (key, v) in &map {
-        set(&mut o, key, v)?;
-    }
-    Ok(o)
+    options::parse(json, set)
 }
 
 /// The options of a handler, `None` when it has none (empty text or an empty table).
 pub(crate) fn parse_optional(json: &str) -> Result<Option<RunhcsOptions>> {
-    if json.trim().is_empty() || json.trim() == "{}" {
+    if options::absent(json) {
         return Ok(None);
     }
     parse(json).map(Some)

@@ -33,16 +33,16 @@ impl CriBackend {
     /// ContainerStats do not carry it). NotFound if the container is gone.
     async fn sandbox_of(&self, id: &ContainerId) -> Result<PodSandboxId> {
         let response = self
-            .runtime()
-            .list_containers(v1::ListContainersRequest {
-                filter: Some(v1::ContainerFilter {
-                    id: id.0.clone(),
-                    ..Default::default()
+            .call(
+                "ListContainers",
+                self.runtime().list_containers(v1::ListContainersRequest {
+                    filter: Some(v1::ContainerFilter {
+                        id: id.0.clone(),
+                        ..Default::default()
+                    }),
                 }),
-            })
-            .await
-            .map_err(self.error("ListContainers"))?
-            .into_inner();
+            )
+            .await?;
         response
             .containers
             .into_iter()
@@ -73,15 +73,15 @@ impl ContainerBackend for CriBackend {
             .annotations
             .insert(REQUESTED_CONTAINER_ID.to_string(), id.0.clone());
         let response = self
-            .runtime()
-            .create_container(v1::CreateContainerRequest {
-                pod_sandbox_id: sandbox_id.0.clone(),
-                config: Some(proto),
-                sandbox_config: Some(sandbox_proto),
-            })
-            .await
-            .map_err(self.error("CreateContainer"))?
-            .into_inner();
+            .call(
+                "CreateContainer",
+                self.runtime().create_container(v1::CreateContainerRequest {
+                    pod_sandbox_id: sandbox_id.0.clone(),
+                    config: Some(proto),
+                    sandbox_config: Some(sandbox_proto),
+                }),
+            )
+            .await?;
         if response.container_id != id.0 {
             if let Err(e) = self
                 .runtime()
@@ -103,33 +103,36 @@ impl ContainerBackend for CriBackend {
     }
 
     async fn start_container(&self, id: &ContainerId) -> Result<()> {
-        self.runtime()
-            .start_container(v1::StartContainerRequest {
+        self.call(
+            "StartContainer",
+            self.runtime().start_container(v1::StartContainerRequest {
                 container_id: id.0.clone(),
-            })
-            .await
-            .map_err(self.error("StartContainer"))?;
+            }),
+        )
+        .await?;
         Ok(())
     }
 
     async fn stop_container(&self, id: &ContainerId, timeout: Duration) -> Result<()> {
-        self.runtime()
-            .stop_container(v1::StopContainerRequest {
+        self.call(
+            "StopContainer",
+            self.runtime().stop_container(v1::StopContainerRequest {
                 container_id: id.0.clone(),
                 timeout: seconds(timeout),
-            })
-            .await
-            .map_err(self.error("StopContainer"))?;
+            }),
+        )
+        .await?;
         Ok(())
     }
 
     async fn remove_container(&self, id: &ContainerId) -> Result<()> {
-        self.runtime()
-            .remove_container(v1::RemoveContainerRequest {
+        self.call(
+            "RemoveContainer",
+            self.runtime().remove_container(v1::RemoveContainerRequest {
                 container_id: id.0.clone(),
-            })
-            .await
-            .map_err(self.error("RemoveContainer"))?;
+            }),
+        )
+        .await?;
         Ok(())
     }
 
@@ -138,14 +141,14 @@ impl ContainerBackend for CriBackend {
     /// info is dropped again unless the caller asked for it.
     async fn container_status(&self, id: &ContainerId, verbose: bool) -> Result<ContainerStatus> {
         let response = self
-            .runtime()
-            .container_status(v1::ContainerStatusRequest {
-                container_id: id.0.clone(),
-                verbose: true,
-            })
-            .await
-            .map_err(self.error("ContainerStatus"))?
-            .into_inner();
+            .call(
+                "ContainerStatus",
+                self.runtime().container_status(v1::ContainerStatusRequest {
+                    container_id: id.0.clone(),
+                    verbose: true,
+                }),
+            )
+            .await?;
         let mut status = convert::container_status_from_proto(response)?;
         if status.summary.sandbox_id.0.is_empty() {
             status.summary.sandbox_id = self.sandbox_of(id).await?;
@@ -159,11 +162,12 @@ impl ContainerBackend for CriBackend {
     /// Every container of the inner crimux: the dispatcher filters.
     async fn list_containers(&self) -> Result<Vec<ContainerSummary>> {
         let response = self
-            .runtime()
-            .list_containers(v1::ListContainersRequest { filter: None })
-            .await
-            .map_err(self.error("ListContainers"))?
-            .into_inner();
+            .call(
+                "ListContainers",
+                self.runtime()
+                    .list_containers(v1::ListContainersRequest { filter: None }),
+            )
+            .await?;
         response
             .containers
             .into_iter()
@@ -177,25 +181,29 @@ impl ContainerBackend for CriBackend {
         linux: Option<&Resources>,
         windows: Option<&WindowsResources>,
     ) -> Result<()> {
-        self.runtime()
-            .update_container_resources(v1::UpdateContainerResourcesRequest {
-                container_id: id.0.clone(),
-                linux: linux.map(convert::resources_to_proto),
-                windows: windows.map(convert::windows_resources_to_proto),
-                annotations: Default::default(),
-            })
-            .await
-            .map_err(self.error("UpdateContainerResources"))?;
+        self.call(
+            "UpdateContainerResources",
+            self.runtime()
+                .update_container_resources(v1::UpdateContainerResourcesRequest {
+                    container_id: id.0.clone(),
+                    linux: linux.map(convert::resources_to_proto),
+                    windows: windows.map(convert::windows_resources_to_proto),
+                    annotations: Default::default(),
+                }),
+        )
+        .await?;
         Ok(())
     }
 
     async fn reopen_container_log(&self, id: &ContainerId) -> Result<()> {
-        self.runtime()
-            .reopen_container_log(v1::ReopenContainerLogRequest {
-                container_id: id.0.clone(),
-            })
-            .await
-            .map_err(self.error("ReopenContainerLog"))?;
+        self.call(
+            "ReopenContainerLog",
+            self.runtime()
+                .reopen_container_log(v1::ReopenContainerLogRequest {
+                    container_id: id.0.clone(),
+                }),
+        )
+        .await?;
         Ok(())
     }
 
@@ -206,33 +214,30 @@ impl ContainerBackend for CriBackend {
         timeout: Option<Duration>,
     ) -> Result<ExecSyncOutput> {
         let response = self
-            .runtime()
-            .exec_sync(v1::ExecSyncRequest {
-                container_id: id.0.clone(),
-                cmd: cmd.to_vec(),
-                timeout: timeout.map_or(0, seconds),
-            })
-            .await
-            .map_err(self.error("ExecSync"))?
-            .into_inner();
+            .call(
+                "ExecSync",
+                self.runtime().exec_sync(v1::ExecSyncRequest {
+                    container_id: id.0.clone(),
+                    cmd: cmd.to_vec(),
+                    timeout: timeout.map_or(0, seconds),
+                }),
+            )
+            .await?;
         Ok(convert::exec_sync_from_proto(response))
     }
 
     async fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats> {
         let response = self
-            .runtime()
-            .container_stats(v1::ContainerStatsRequest {
-                container_id: id.0.clone(),
-            })
-            .await
-            .map_err(self.error("ContainerStats"))?
-            .into_inner();
-        let stats = response.stats.ok_or_else(|| {
-            Error::Internal(format!(
-                "backend {}: ContainerStats for {id} answered without stats",
-                self.info.name
-            ))
-        })?;
+            .call(
+                "ContainerStats",
+                self.runtime().container_stats(v1::ContainerStatsRequest {
+                    container_id: id.0.clone(),
+                }),
+            )
+            .await?;
+        let stats = response
+            .stats
+            .ok_or_else(|| self.no_stats("ContainerStats", id))?;
         let mut stats = convert::container_stats_from_proto(stats)?;
         if stats.sandbox_id.0.is_empty() {
             stats.sandbox_id = self.sandbox_of(id).await?;
@@ -245,11 +250,11 @@ impl ContainerBackend for CriBackend {
 impl StatusBackend for CriBackend {
     async fn status(&self) -> Result<BackendStatus> {
         let response = self
-            .runtime()
-            .status(v1::StatusRequest { verbose: false })
-            .await
-            .map_err(self.error("Status"))?
-            .into_inner();
+            .call(
+                "Status",
+                self.runtime().status(v1::StatusRequest { verbose: false }),
+            )
+            .await?;
         Ok(convert::backend_status_from_proto(response))
     }
 }

@@ -23,25 +23,26 @@ impl ImageBackend for CriBackend {
     #[tracing::instrument(skip_all, fields(backend = %self.info.name, image = %request.reference))]
     async fn pull_image(&self, request: &PullImage) -> Result<ImageId> {
         let response = self
-            .images()
-            .pull_image(convert::pull_request_to_proto(request))
-            .await
-            .map_err(self.error("PullImage"))?
-            .into_inner();
+            .call(
+                "PullImage",
+                self.images()
+                    .pull_image(convert::pull_request_to_proto(request)),
+            )
+            .await?;
         Ok(ImageId(response.image_ref))
     }
 
     async fn image_status(&self, image: &str) -> Result<Option<Image>> {
         // Verbose: the platform and config come back in `info`.
         let response = self
-            .images()
-            .image_status(v1::ImageStatusRequest {
-                image: spec(image),
-                verbose: true,
-            })
-            .await
-            .map_err(self.error("ImageStatus"))?
-            .into_inner();
+            .call(
+                "ImageStatus",
+                self.images().image_status(v1::ImageStatusRequest {
+                    image: spec(image),
+                    verbose: true,
+                }),
+            )
+            .await?;
         response
             .image
             .map(|i| convert::image_from_proto(i, &response.info, &self.info.platform))
@@ -50,11 +51,12 @@ impl ImageBackend for CriBackend {
 
     async fn list_images(&self) -> Result<Vec<Image>> {
         let response = self
-            .images()
-            .list_images(v1::ListImagesRequest { filter: None })
-            .await
-            .map_err(self.error("ListImages"))?
-            .into_inner();
+            .call(
+                "ListImages",
+                self.images()
+                    .list_images(v1::ListImagesRequest { filter: None }),
+            )
+            .await?;
         let no_info = HashMap::new();
         response
             .images
@@ -64,20 +66,22 @@ impl ImageBackend for CriBackend {
     }
 
     async fn remove_image(&self, image: &str) -> Result<()> {
-        self.images()
-            .remove_image(v1::RemoveImageRequest { image: spec(image) })
-            .await
-            .map_err(self.error("RemoveImage"))?;
+        self.call(
+            "RemoveImage",
+            self.images()
+                .remove_image(v1::RemoveImageRequest { image: spec(image) }),
+        )
+        .await?;
         Ok(())
     }
 
     async fn image_fs_info(&self) -> Result<Vec<FsUsage>> {
         let response = self
-            .images()
-            .image_fs_info(v1::ImageFsInfoRequest {})
-            .await
-            .map_err(self.error("ImageFsInfo"))?
-            .into_inner();
+            .call(
+                "ImageFsInfo",
+                self.images().image_fs_info(v1::ImageFsInfoRequest {}),
+            )
+            .await?;
         Ok(response
             .image_filesystems
             .into_iter()

@@ -24,6 +24,7 @@ mod rewrite;
 mod sandboxes;
 mod streaming;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use k8s_cri::v1;
@@ -153,10 +154,24 @@ impl CriBackend {
         self.images.clone()
     }
 
-    /// The inner crimux's failure of `rpc` as a crimux error of the same code.
-    fn error(&self, rpc: &str) -> impl FnOnce(tonic::Status) -> Error + '_ {
-        let rpc = rpc.to_string();
-        move |status| errors::from_status(&self.info.name, &rpc, status)
+    /// Awaits `call`, one `rpc` to the inner crimux: its answer, or its failure as a crimux
+    /// error of the same code.
+    async fn call<T>(
+        &self,
+        rpc: &str,
+        call: impl Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T> {
+        call.await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| errors::from_status(&self.info.name, rpc, status))
+    }
+
+    /// The error for an `rpc` about `id` whose answer left out its stats.
+    fn no_stats(&self, rpc: &str, id: &dyn std::fmt::Display) -> Error {
+        Error::Internal(format!(
+            "backend {}: {rpc} for {id} answered without stats",
+            self.info.name
+        ))
     }
 }
 

@@ -51,14 +51,14 @@ impl SandboxBackend for CriBackend {
             .annotations
             .insert(REQUESTED_SANDBOX_ID.to_string(), id.0.clone());
         let response = self
-            .runtime()
-            .run_pod_sandbox(v1::RunPodSandboxRequest {
-                config: Some(proto),
-                runtime_handler: self.rewrite.remote_handler(&config.runtime_handler),
-            })
-            .await
-            .map_err(self.error("RunPodSandbox"))?
-            .into_inner();
+            .call(
+                "RunPodSandbox",
+                self.runtime().run_pod_sandbox(v1::RunPodSandboxRequest {
+                    config: Some(proto),
+                    runtime_handler: self.rewrite.remote_handler(&config.runtime_handler),
+                }),
+            )
+            .await?;
         if response.pod_sandbox_id != id.0 {
             self.discard_sandbox(&response.pod_sandbox_id).await;
             return Err(id_not_honoured(
@@ -72,35 +72,39 @@ impl SandboxBackend for CriBackend {
     }
 
     async fn stop_pod_sandbox(&self, id: &PodSandboxId) -> Result<()> {
-        self.runtime()
-            .stop_pod_sandbox(v1::StopPodSandboxRequest {
+        self.call(
+            "StopPodSandbox",
+            self.runtime().stop_pod_sandbox(v1::StopPodSandboxRequest {
                 pod_sandbox_id: id.0.clone(),
-            })
-            .await
-            .map_err(self.error("StopPodSandbox"))?;
+            }),
+        )
+        .await?;
         Ok(())
     }
 
     async fn remove_pod_sandbox(&self, id: &PodSandboxId) -> Result<()> {
-        self.runtime()
-            .remove_pod_sandbox(v1::RemovePodSandboxRequest {
-                pod_sandbox_id: id.0.clone(),
-            })
-            .await
-            .map_err(self.error("RemovePodSandbox"))?;
+        self.call(
+            "RemovePodSandbox",
+            self.runtime()
+                .remove_pod_sandbox(v1::RemovePodSandboxRequest {
+                    pod_sandbox_id: id.0.clone(),
+                }),
+        )
+        .await?;
         Ok(())
     }
 
     async fn pod_sandbox_status(&self, id: &PodSandboxId, verbose: bool) -> Result<SandboxStatus> {
         let response = self
-            .runtime()
-            .pod_sandbox_status(v1::PodSandboxStatusRequest {
-                pod_sandbox_id: id.0.clone(),
-                verbose,
-            })
-            .await
-            .map_err(self.error("PodSandboxStatus"))?
-            .into_inner();
+            .call(
+                "PodSandboxStatus",
+                self.runtime()
+                    .pod_sandbox_status(v1::PodSandboxStatusRequest {
+                        pod_sandbox_id: id.0.clone(),
+                        verbose,
+                    }),
+            )
+            .await?;
         let status = convert::sandbox_status_from_proto(response)?;
         Ok(self.rewrite.sandbox_status_out(status))
     }
@@ -108,11 +112,12 @@ impl SandboxBackend for CriBackend {
     /// Every sandbox of the inner crimux: the dispatcher filters.
     async fn list_pod_sandboxes(&self) -> Result<Vec<SandboxSummary>> {
         let response = self
-            .runtime()
-            .list_pod_sandbox(v1::ListPodSandboxRequest { filter: None })
-            .await
-            .map_err(self.error("ListPodSandbox"))?
-            .into_inner();
+            .call(
+                "ListPodSandbox",
+                self.runtime()
+                    .list_pod_sandbox(v1::ListPodSandboxRequest { filter: None }),
+            )
+            .await?;
         response
             .items
             .into_iter()
@@ -126,19 +131,17 @@ impl SandboxBackend for CriBackend {
 
     async fn pod_sandbox_stats(&self, id: &PodSandboxId) -> Result<SandboxStats> {
         let response = self
-            .runtime()
-            .pod_sandbox_stats(v1::PodSandboxStatsRequest {
-                pod_sandbox_id: id.0.clone(),
-            })
-            .await
-            .map_err(self.error("PodSandboxStats"))?
-            .into_inner();
-        let stats = response.stats.ok_or_else(|| {
-            Error::Internal(format!(
-                "backend {}: PodSandboxStats for {id} answered without stats",
-                self.info.name
-            ))
-        })?;
+            .call(
+                "PodSandboxStats",
+                self.runtime()
+                    .pod_sandbox_stats(v1::PodSandboxStatsRequest {
+                        pod_sandbox_id: id.0.clone(),
+                    }),
+            )
+            .await?;
+        let stats = response
+            .stats
+            .ok_or_else(|| self.no_stats("PodSandboxStats", id))?;
         convert::sandbox_stats_from_proto(stats)
     }
 }

@@ -38,12 +38,7 @@ impl CriBackend {
     }
 
     async fn attach_url(&self, request: v1::AttachRequest) -> Result<String> {
-        let response = self
-            .runtime()
-            .attach(request)
-            .await
-            .map_err(self.error("Attach"))?
-            .into_inner();
+        let response = self.call("Attach", self.runtime().attach(request)).await?;
         Ok(response.url)
     }
 }
@@ -68,18 +63,18 @@ impl StreamingBackend for CriBackend {
     #[tracing::instrument(skip_all, fields(backend = %self.info.name, container_id = %id, tty = spec.tty))]
     async fn exec(&self, id: &ContainerId, spec: &ExecSpec, io: StreamIo) -> Result<i32> {
         let response = self
-            .runtime()
-            .exec(v1::ExecRequest {
-                container_id: id.0.clone(),
-                cmd: spec.cmd.clone(),
-                tty: spec.tty,
-                stdin: io.stdin.is_some(),
-                stdout: io.stdout.is_some(),
-                stderr: io.stderr.is_some(),
-            })
-            .await
-            .map_err(self.error("Exec"))?
-            .into_inner();
+            .call(
+                "Exec",
+                self.runtime().exec(v1::ExecRequest {
+                    container_id: id.0.clone(),
+                    cmd: spec.cmd.clone(),
+                    tty: spec.tty,
+                    stdin: io.stdin.is_some(),
+                    stdout: io.stdout.is_some(),
+                    stderr: io.stderr.is_some(),
+                }),
+            )
+            .await?;
         relay_exec(&response.url, spec.tty, io).await
     }
 
@@ -127,14 +122,14 @@ impl StreamingBackend for CriBackend {
     #[tracing::instrument(skip_all, fields(backend = %self.info.name, pod_id = %id, port))]
     async fn port_forward(&self, id: &PodSandboxId, port: u16) -> Result<DuplexStream> {
         let response = self
-            .runtime()
-            .port_forward(v1::PortForwardRequest {
-                pod_sandbox_id: id.0.clone(),
-                port: vec![i32::from(port)],
-            })
-            .await
-            .map_err(self.error("PortForward"))?
-            .into_inner();
+            .call(
+                "PortForward",
+                self.runtime().port_forward(v1::PortForwardRequest {
+                    pod_sandbox_id: id.0.clone(),
+                    port: vec![i32::from(port)],
+                }),
+            )
+            .await?;
         relay_port_forward(&response.url, port).await
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crimux_core::container::{ContainerConfig, Resources, WindowsResources};
 use crimux_core::sandbox::SandboxConfig;
@@ -127,6 +127,13 @@ impl StatusBackend for EchoBackend {
     }
 }
 
+/// Writes `bytes` to a session's output stream and closes it (the client sees its end).
+async fn write_and_close(w: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> Result<()> {
+    let internal = |e: std::io::Error| Error::Internal(e.to_string());
+    w.write_all(bytes).await.map_err(internal)?;
+    w.shutdown().await.map_err(internal)
+}
+
 impl EchoBackend {
     async fn running(&self, id: &ContainerId) -> Result<()> {
         let status = self.0.container_status(id, false).await?;
@@ -157,24 +164,10 @@ impl StreamingBackend for EchoBackend {
                 .map_err(|e| Error::Internal(e.to_string()))?;
         }
         if let Some(stdout) = io.stdout.as_mut() {
-            stdout
-                .write_all(&out)
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))?;
-            stdout
-                .shutdown()
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))?;
+            write_and_close(stdout, &out).await?;
         }
         if let Some(stderr) = io.stderr.as_mut() {
-            stderr
-                .write_all(b"err")
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))?;
-            stderr
-                .shutdown()
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))?;
+            write_and_close(stderr, b"err").await?;
         }
         Ok(EXEC_EXIT_CODE)
     }
@@ -186,14 +179,7 @@ impl StreamingBackend for EchoBackend {
     async fn attach(&self, id: &ContainerId, mut io: StreamIo) -> Result<()> {
         self.running(id).await?;
         if let Some(stdout) = io.stdout.as_mut() {
-            stdout
-                .write_all(b"attached")
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))?;
-            stdout
-                .shutdown()
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))?;
+            write_and_close(stdout, b"attached").await?;
         }
         Ok(())
     }

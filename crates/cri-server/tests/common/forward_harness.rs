@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hyper_util::rt::TokioIo;
+use k8s_cri::v1;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tokio::net::{UnixListener, UnixStream};
 use tokio_stream::wrappers::UnixListenerStream;
@@ -64,6 +65,34 @@ impl Inner {
     /// A plain CRI client of the inner crimux: what it holds, unmapped.
     pub fn runtime(&self) -> RuntimeServiceClient<Channel> {
         RuntimeServiceClient::new(self.channel())
+    }
+
+    /// Container `id`'s status as the inner crimux holds it (its own paths).
+    pub async fn container_status(&self, id: &str) -> v1::ContainerStatus {
+        self.runtime()
+            .container_status(v1::ContainerStatusRequest {
+                container_id: id.to_string(),
+                verbose: false,
+            })
+            .await
+            .expect("inner status")
+            .into_inner()
+            .status
+            .expect("status")
+    }
+
+    /// Pod `id`'s status as the inner crimux holds it (its own handler names).
+    pub async fn sandbox_status(&self, id: &str) -> v1::PodSandboxStatus {
+        self.runtime()
+            .pod_sandbox_status(v1::PodSandboxStatusRequest {
+                pod_sandbox_id: id.to_string(),
+                verbose: false,
+            })
+            .await
+            .expect("inner sandbox status")
+            .into_inner()
+            .status
+            .expect("status")
     }
 
     pub async fn stop(mut self) {
